@@ -1,0 +1,139 @@
+"""Best-of-N with VHS from the command line: N candidates to block l*, one batched verifier pass, one winner decoded.
+
+With no model paths it runs on the embedded default, the trained ShapeWorld miniature in embedded/ (64 px
+coloured shapes; an exact judge says which candidates are right), so it works on a fresh CPU-only machine; pass
+--sana / --verifier to use real SANA-Sprint and VHS folders. Writes the winner, a contact sheet of every
+candidate with its score (and the judge's verdict on ShapeWorld), and a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from models import SanaSprint, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
+from models.embedded import demo_settings, embedded_model, is_shapeworld  # noqa: E402
+
+logger = logging.getLogger("vhs.demo")
+DEFAULT_PROMPT = "a photo of a triangle and a circle"  # a held-out ShapeWorld prompt
+
+
+def shapeworld_verdicts(prompt: str, images: torch.Tensor) -> list[bool] | None:
+    """The exact judge's verdict per image when the prompt belongs to ShapeWorld, else None."""
+    from models.shapeworld import all_prompts, judge
+
+    meta = next((p for p in all_prompts() if p["prompt"] == prompt), None)
+    if meta is None:
+        return None
+    return [judge((img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), meta) for img in images]
+
+
+def contact_sheet(images: torch.Tensor, labels: list[str], winner: int):
+    """A grid of candidate images with a caption each; the winner gets a green frame."""
+    from PIL import Image, ImageDraw
+
+    scale = max(1, 192 // images.shape[-1])  # small demo images are shown enlarged, pixel for pixel
+    if scale > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    n, _, h, w = images.shape
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    pad, caption = 6, 16
+    sheet = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad + caption) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i in range(n):
+        x = pad + (i % cols) * (w + pad)
+        y = pad + (i // cols) * (h + pad + caption)
+        sheet.paste(to_pil(images[i]), (x, y))
+        if i == winner:
+            draw.rectangle([x - 3, y - 3, x + w + 2, y + h + 2], outline=(0, 170, 0), width=3)
+        draw.text((x, y + h + 2), labels[i], fill=(0, 0, 0))
+    return sheet
+
+
+def to_pil(image: torch.Tensor):
+    from PIL import Image
+
+    return Image.fromarray((image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--n", type=int, default=8, help="number of candidates (Best-of-N)")
+    parser.add_argument("--seed", type=int, default=0, help="candidate i uses seed + i")
+    parser.add_argument("--layer", type=int, default=None, help="DiT block l* (default: the verifier's own)")
+    parser.add_argument("--size", type=int, default=None, help="image side in pixels (default 1024, embedded: 64)")
+    parser.add_argument("--sana", help="SANA-Sprint diffusers folder (default: the embedded tiny model)")
+    parser.add_argument("--verifier", help="VHS verifier folder in the llava_qwen layout (default: embedded)")
+    parser.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"],
+                        help="default bf16 on GPU, fp32 on CPU")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=os.path.join(ROOT, "out", "demo"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
+
+    embedded = not args.sana
+    if embedded or not args.verifier:
+        logger.info("no real weights given: using the embedded %s models",
+                    "ShapeWorld" if is_shapeworld() else "tiny random")
+    sana_path = args.sana or embedded_model("sana")
+    verifier_path = args.verifier or embedded_model("hidden")
+    size = args.size or (demo_settings()["width"] if embedded else 1024)
+
+    model = SanaSprint.from_pretrained(sana_path, dtype=dtype, device=args.device)
+    verifier = VHSVerifier.from_pretrained(verifier_path, dtype=dtype, device=args.device)
+    layer = verifier.spec.layer if args.layer is None else args.layer
+
+    t0 = time.perf_counter()
+    emb = model.encode_prompt(args.prompt)
+    t1 = time.perf_counter()
+    hidden = model.prefix(emb, candidate_seeds(args.seed, args.n), layer=layer, height=size, width=size)
+    t2 = time.perf_counter()
+    scores = verifier.score(model, hidden, mode="reference")
+    t3 = time.perf_counter()
+    winner, indices, values = select_top_k(hidden, scores, k=1)
+    image = model.decode(model.suffix(winner))
+    t4 = time.perf_counter()
+
+    os.makedirs(args.out, exist_ok=True)
+    to_pil(image[0]).save(os.path.join(args.out, "winner.png"))
+    all_images = model.decode(model.suffix(hidden))  # for the contact sheet only; selection never decodes
+    verdicts = shapeworld_verdicts(args.prompt, all_images) if embedded else None
+    labels = [f"#{i} {float(v):+.2f}" + ("" if verdicts is None else (" ok" if verdicts[i] else " wrong"))
+              for i, v in enumerate(scores.scores)]
+    contact_sheet(all_images, labels, indices[0]).save(os.path.join(args.out, "candidates.png"))
+    summary = {
+        "prompt": args.prompt, "n": args.n, "layer": layer, "size": size, "device": args.device, "dtype": dtype,
+        "sana": sana_path, "verifier": verifier_path, "seeds": list(hidden.seeds),
+        "scores": [round(float(s), 6) for s in scores.scores], "p_yes": [round(float(p), 6) for p in scores.p_yes],
+        "winner": indices[0], "winner_seed": winner.seeds[0], "winner_score": values[0],
+        "judge": verdicts, "winner_correct": None if verdicts is None else verdicts[indices[0]],
+        "ms": {"encode_prompt": 1e3 * (t1 - t0), "prefix_all_candidates": 1e3 * (t2 - t1),
+               "verify_all_candidates": 1e3 * (t3 - t2), "finish_and_decode_winner": 1e3 * (t4 - t3),
+               "total": 1e3 * (t4 - t0)},
+    }
+    with open(os.path.join(args.out, "result.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    logger.info("Best-of-%d for %r: winner #%d (seed %d, score %+.4f) in %.0f ms", args.n, args.prompt, indices[0],
+                winner.seeds[0], values[0], summary["ms"]["total"])
+    if verdicts is not None:
+        logger.info("judge: %d of %d candidates are right; the winner is %s", sum(verdicts), len(verdicts),
+                    "right" if verdicts[indices[0]] else "wrong")
+    logger.info("wrote %s/{winner.png,candidates.png,result.json}", args.out)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

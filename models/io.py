@@ -1,0 +1,51 @@
+"""Small file helpers: folders that appear whole or not at all, and adding tensors to a safetensors checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+import torch
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str, overwrite: bool = False) -> Iterator[str]:
+    """Yield a temporary folder next to `path`; it becomes `path` only if the block finishes without error."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; not overwriting it")
+    tmp = tempfile.mkdtemp(prefix=".partial-", dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def add_tensors_to_checkpoint(folder: str, tensors: dict[str, torch.Tensor], shard_name: str) -> None:
+    """Add `tensors` to the Hugging Face safetensors checkpoint in `folder` (single file or sharded index)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    index_file = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index_file):
+        save_file(tensors, os.path.join(folder, shard_name), metadata={"format": "pt"})
+        with open(index_file, encoding="utf-8") as f:
+            index = json.load(f)
+        index["weight_map"].update({k: shard_name for k in tensors})
+        with open(index_file, "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=2)
+        return
+    single = os.path.join(folder, "model.safetensors")
+    weights = load_file(single)
+    weights.update(tensors)
+    save_file(weights, single, metadata={"format": "pt"})

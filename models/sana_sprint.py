@@ -1,0 +1,438 @@
+"""SANA-Sprint split at a DiT block: candidates run blocks 0..l*, the chosen ones resume from l*+1.
+
+Loading uses diffusers' own `SanaSprintPipeline` from a local diffusers folder; the split forward re-uses
+the transformer's own submodules (patch_embed, time_embed, caption_projection, blocks, norm_out, proj_out)
+in the order `SanaTransformer2DModel.forward` calls them, so prefix + suffix equals the unsplit forward.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .errors import InputError, ModelFolderError
+from .hidden import HiddenStates, PromptEmbedding
+
+logger = logging.getLogger(__name__)
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MAX_CANDIDATES = 256
+MAX_STEPS = 4
+# Settings of the authors' reference run (aimagelab/VHS configs): 1 step, 1024 px, intermediate t 1.3
+# (used only at 2 steps, as the pipeline demands), guidance as the pipeline's default.
+DEFAULT_GUIDANCE = 4.5
+DEFAULT_MAX_TIMESTEP = 1.57080
+DEFAULT_INTERMEDIATE_TIMESTEP = 1.3
+
+# component -> (config file, needs weights)
+_COMPONENTS = {
+    "transformer": ("config.json", True),
+    "text_encoder": ("config.json", True),
+    "vae": ("config.json", True),
+    "scheduler": ("scheduler_config.json", False),
+    "tokenizer": (None, False),
+}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """Map 'fp32' / 'fp16' / 'bf16' (or a torch dtype) to a torch dtype, with a clear error otherwise."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def check_sana_sprint_folder(path: str | os.PathLike) -> dict:
+    """Check that `path` is a complete SANA-Sprint diffusers folder; return its model_index.json."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise ModelFolderError(path, "SANA-Sprint folder not found")
+    index_file = os.path.join(path, "model_index.json")
+    if not os.path.isfile(index_file):
+        raise ModelFolderError(path, "not a diffusers pipeline folder: model_index.json is missing")
+    try:
+        with open(index_file, encoding="utf-8") as f:
+            index = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelFolderError(path, f"model_index.json cannot be read: {e}") from e
+    kind = index.get("_class_name")
+    if kind != "SanaSprintPipeline":
+        raise ModelFolderError(path, f"this folder holds a {kind or 'unknown'} model, not a SanaSprintPipeline")
+    missing = []
+    for name, (config_name, needs_weights) in _COMPONENTS.items():
+        sub = os.path.join(path, name)
+        if name not in index:
+            missing.append(f"{name} (not listed in model_index.json)")
+            continue
+        if not os.path.isdir(sub):
+            missing.append(f"{name}/")
+            continue
+        files = os.listdir(sub)
+        if config_name and config_name not in files:
+            missing.append(f"{name}/{config_name}")
+        if name == "tokenizer" and not any(f in files for f in ("tokenizer.json", "tokenizer.model")):
+            missing.append("tokenizer/tokenizer.json (or tokenizer.model)")
+        if needs_weights and not any(f.endswith(_WEIGHT_SUFFIXES) for f in files):
+            missing.append(f"{name}/ weights (*.safetensors)")
+    if missing:
+        raise ModelFolderError(path, "incomplete SANA-Sprint folder, missing: " + ", ".join(missing))
+    return index
+
+
+def candidate_seeds(seed: int, n: int) -> list[int]:
+    """Seeds of N candidates: seed, seed+1, ... (mod 2**64), so candidate i re-runs alone with seed+i."""
+    if not 1 <= n <= MAX_CANDIDATES:
+        raise InputError(f"number of candidates must be between 1 and {MAX_CANDIDATES}, got {n}")
+    return [(int(seed) + i) % 2**64 for i in range(n)]
+
+
+@dataclass(frozen=True)
+class _StepInputs:
+    sample: torch.Tensor  # x_t (sigma-scaled), float32
+    model_input: torch.Tensor
+    timestep: torch.Tensor  # TrigFlow t, [N]
+    scm_timestep: torch.Tensor  # [N]
+
+
+class SanaSprint:
+    """A loaded SANA-Sprint pipeline with the split forward VHS needs (prefix, suffix, decode)."""
+
+    def __init__(self, pipe, key: str | None = None):
+        self.pipe = pipe
+        self.key = key or f"sana-sprint@{id(pipe):x}"
+        for name in ("transformer", "text_encoder", "vae"):  # inference only: training unfreezes what it trains
+            getattr(pipe, name).requires_grad_(False)
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike, dtype: str | torch.dtype = "bf16", device: str | torch.device = "cpu"
+    ) -> "SanaSprint":
+        """Load a local SANA-Sprint diffusers folder (never the hub) in `dtype` on `device`."""
+        from diffusers import SanaSprintPipeline
+
+        path = os.fspath(path)
+        check_sana_sprint_folder(path)
+        torch_dtype = resolve_dtype(dtype)
+        try:
+            pipe = SanaSprintPipeline.from_pretrained(path, **_dtype_kwarg(torch_dtype), local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelFolderError(path, f"could not load the SANA-Sprint pipeline: {e}") from e
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(device)
+        logger.info("loaded SANA-Sprint from %s (%s, %s)", path, torch_dtype, device)
+        return cls(pipe, key=f"{os.path.abspath(path)}|{torch_dtype}")
+
+    def compile(self, **kwargs) -> "SanaSprint":
+        """torch.compile each DiT block (regional compilation: identical blocks share their compiled code, and the
+        split at l* is untouched) and the DC-AE decoder. kwargs go to torch.compile (mode, backend, dynamic...)."""
+        for block in self.transformer.transformer_blocks:
+            block.compile(**kwargs)
+        self.pipe.vae.decoder.compile(**kwargs)
+        return self
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def transformer(self):
+        return self.pipe.transformer
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.transformer.transformer_blocks)
+
+    @property
+    def width(self) -> int:
+        cfg = self.transformer.config
+        return cfg.num_attention_heads * cfg.attention_head_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    @property
+    def sigma_data(self) -> float:
+        return float(self.pipe.scheduler.config.sigma_data)
+
+    @property
+    def spatial_factor(self) -> int:
+        """Image sides must be multiples of this: 32 (the pipeline's rule) and the pixels per DiT token side."""
+        return math.lcm(32, int(self.pipe.vae_scale_factor) * int(self.transformer.config.patch_size))
+
+    # ---------------------------------------------------------------- prompt
+    def encode_prompt(self, prompt: str, max_sequence_length: int = 300) -> PromptEmbedding:
+        """Encode one prompt with SANA's instruction template (as the pipeline does), once for all candidates."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("the prompt is empty")
+        instruction = _default_complex_human_instruction()
+        tok = self.pipe.tokenizer
+        chi = "\n".join(instruction)
+        budget = len(tok.encode(chi)) + max_sequence_length - 2
+        used = len(tok.encode(chi + prompt))
+        if used > budget:
+            raise InputError(
+                f"the prompt is too long: {used - len(tok.encode(chi))} tokens where SANA-Sprint reads at most "
+                f"{max_sequence_length - 2}; shorten it"
+            )
+        with torch.inference_mode():
+            embeds, mask = self.pipe.encode_prompt(
+                prompt,
+                num_images_per_prompt=1,
+                device=self.device,
+                clean_caption=False,
+                max_sequence_length=max_sequence_length,
+                complex_human_instruction=instruction,
+            )
+        return PromptEmbedding(prompt=prompt, embeds=embeds, mask=mask, model_key=self.key)
+
+    # ---------------------------------------------------------------- split forward
+    def prefix(
+        self,
+        prompt: str | PromptEmbedding,
+        seeds: Sequence[int],
+        layer: int,
+        height: int = 1024,
+        width: int = 1024,
+        steps: int = 1,
+        guidance: float = DEFAULT_GUIDANCE,
+        max_timestep: float = DEFAULT_MAX_TIMESTEP,
+        intermediate_timestep: float | None = DEFAULT_INTERMEDIATE_TIMESTEP,
+        callback: ProgressCallback | None = None,
+        capture: Sequence[int] = (),
+    ) -> HiddenStates:
+        """Run N candidates (one per seed) up to and including DiT block `layer` of the last step.
+
+        Earlier steps of a few-step schedule run whole; blocks after `layer` of the last step are not run.
+        `callback(done, total)` is called after every block (raise from it to cancel). `capture` lists extra
+        blocks (<= layer) whose outputs are kept in `extras["captured"]` (layer ablations, training data).
+        """
+        seeds = [int(s) for s in seeds]
+        self._check_request(seeds, layer, height, width, steps)
+        capture = sorted({int(c) for c in capture})
+        if any(not 0 <= c <= layer for c in capture):
+            raise InputError(f"captured blocks {capture} must lie in 0..{layer} (the last block run)")
+        emb = prompt if isinstance(prompt, PromptEmbedding) else self.encode_prompt(prompt)
+        if emb.model_key != self.key:
+            raise InputError("the prompt embedding was made by another SANA-Sprint model; encode it again")
+        n = len(seeds)
+        device = self.device
+        timesteps = self._timesteps(steps, max_timestep, intermediate_timestep)
+        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+        sf = int(self.pipe.vae_scale_factor)
+        shape = (n, self.transformer.config.in_channels, height // sf, width // sf)
+        sample = _randn(shape, generators, device) * self.sigma_data
+        guidance_t = self._guidance(guidance, n, emb.embeds.dtype)
+        enc, enc_bias = self._project_prompt(emb)
+        total = (steps - 1) * self.num_layers + layer + 1
+        progress = _Progress(callback, total)
+
+        with torch.inference_mode():
+            for i in range(steps):
+                step = self._step_inputs(sample, timesteps[i], n)
+                if i < steps - 1:
+                    x, temb, emb_t, grid = self._embed(step, guidance_t)
+                    x = self._run_blocks(x, temb, enc, enc_bias, grid, 0, self.num_layers, progress)
+                    raw = self._head(x, emb_t, grid)
+                    sample = self._trigflow_step(raw, step, timesteps[i + 1], generators)
+                else:
+                    x, temb, emb_t, grid = self._embed(step, guidance_t)
+                    captured, start = {}, 0
+                    for stop in capture + [layer]:
+                        x = self._run_blocks(x, temb, enc, enc_bias, grid, start, stop + 1, progress)
+                        captured[stop], start = x, stop + 1
+                    h = x
+
+        return HiddenStates(
+            hidden=h,
+            layer=int(layer),
+            num_layers=self.num_layers,
+            seeds=tuple(seeds),
+            indices=tuple(range(n)),
+            prompt=emb.prompt,
+            sample=step.sample,
+            model_input=step.model_input,
+            timestep=step.timestep,
+            scm_timestep=step.scm_timestep,
+            temb=temb,
+            embedded_timestep=emb_t,
+            encoder_hidden_states=enc,
+            encoder_bias=enc_bias,
+            grid=grid,
+            height=int(height),
+            width=int(width),
+            steps=int(steps),
+            guidance=float(guidance),
+            max_timestep=float(max_timestep),
+            model_key=self.key,
+            extras={"captured": {c: captured[c] for c in capture}} if capture else {},
+        )
+
+    def suffix(self, hidden: HiddenStates, callback: ProgressCallback | None = None) -> torch.Tensor:
+        """Finish the given candidates: blocks l*+1.., output head, SCM update. Returns latents [k, C, h, w] (fp32)."""
+        self._check_hidden(hidden)
+        progress = _Progress(callback, self.num_layers - hidden.layer - 1)
+        step = _StepInputs(hidden.sample, hidden.model_input, hidden.timestep, hidden.scm_timestep)
+        with torch.inference_mode():
+            x = self._run_blocks(
+                hidden.hidden.to(self.device),
+                hidden.temb.to(self.device),
+                hidden.encoder_hidden_states.to(self.device),
+                None if hidden.encoder_bias is None else hidden.encoder_bias.to(self.device),
+                hidden.grid,
+                hidden.layer + 1,
+                self.num_layers,
+                progress,
+            )
+            raw = self._head(x, hidden.embedded_timestep.to(self.device), hidden.grid)
+            denoised = self._denoise(raw, step)
+        return denoised / self.sigma_data
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """DC-AE decode of final latents to images [k, 3, H, W], float32 in 0..1 (the pipeline's postprocess)."""
+        vae = self.pipe.vae
+        with torch.inference_mode():
+            image = vae.decode(latents.to(self.device, vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+            return self.pipe.image_processor.postprocess(image, output_type="pt").float()
+
+    # ---------------------------------------------------------------- internals
+    def _check_request(self, seeds: list[int], layer: int, height: int, width: int, steps: int) -> None:
+        if not 1 <= len(seeds) <= MAX_CANDIDATES:
+            raise InputError(f"number of candidates must be between 1 and {MAX_CANDIDATES}, got {len(seeds)}")
+        if not 0 <= layer < self.num_layers:
+            raise InputError(f"layer {layer} is out of range: this SANA-Sprint has blocks 0..{self.num_layers - 1}")
+        if not 1 <= steps <= MAX_STEPS:
+            raise InputError(f"steps must be between 1 and {MAX_STEPS} for SANA-Sprint, got {steps}")
+        f = self.spatial_factor
+        for name, v in (("height", height), ("width", width)):
+            if v < f or v % f:
+                raise InputError(f"{name} {v} must be a positive multiple of {f} for this model")
+
+    def _check_hidden(self, hidden: HiddenStates) -> None:
+        if not isinstance(hidden, HiddenStates):
+            raise InputError(f"expected candidate hidden states, got {type(hidden).__name__}")
+        if hidden.model_key != self.key or hidden.num_layers != self.num_layers or hidden.dim != self.width:
+            raise InputError("these hidden states were made by another SANA-Sprint model; use the same model to finish them")
+
+    def _timesteps(self, steps: int, max_timestep: float, intermediate: float | None) -> torch.Tensor:
+        sched = self.pipe.scheduler
+        sched.set_timesteps(
+            steps, device=self.device, max_timesteps=max_timestep, intermediate_timesteps=intermediate if steps == 2 else None
+        )
+        return sched.timesteps.clone()
+
+    def _guidance(self, guidance: float, n: int, dtype: torch.dtype) -> torch.Tensor:
+        g = torch.full([1], float(guidance), device=self.device, dtype=torch.float32).expand(n).to(dtype)
+        return g * self.transformer.config.guidance_embeds_scale
+
+    def _project_prompt(self, emb: PromptEmbedding) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tr = self.transformer
+        with torch.inference_mode():
+            enc = tr.caption_norm(tr.caption_projection(emb.embeds.to(self.device, self.dtype)))
+            mask = emb.mask.to(self.device)
+            bias = ((1 - mask.to(self.dtype)) * -10000.0).unsqueeze(1)
+        return enc, bias
+
+    def _step_inputs(self, sample: torch.Tensor, t: torch.Tensor, n: int) -> _StepInputs:
+        timestep = t.expand(n)
+        scm_t = torch.sin(timestep) / (torch.cos(timestep) + torch.sin(timestep))
+        s = scm_t.view(-1, 1, 1, 1)
+        model_input = (sample / self.sigma_data) * torch.sqrt(s**2 + (1 - s) ** 2)
+        return _StepInputs(sample, model_input, timestep, scm_t)
+
+    def _embed(self, step: _StepInputs, guidance: torch.Tensor):
+        tr = self.transformer
+        x_in = step.model_input.to(self.dtype)
+        p = tr.config.patch_size
+        grid = (x_in.shape[-2] // p, x_in.shape[-1] // p)
+        x = tr.patch_embed(x_in)
+        if tr.config.guidance_embeds:
+            temb, emb_t = tr.time_embed(step.scm_timestep, guidance=guidance, hidden_dtype=x.dtype)
+        else:
+            temb, emb_t = tr.time_embed(step.scm_timestep, batch_size=x.shape[0], hidden_dtype=x.dtype)
+        return x, temb, emb_t, grid
+
+    def _run_blocks(self, x, temb, enc, enc_bias, grid, start: int, stop: int, progress: "_Progress") -> torch.Tensor:
+        n = x.shape[0]
+        enc = enc.expand(n, -1, -1)
+        enc_bias = None if enc_bias is None else enc_bias.expand(n, -1, -1)
+        for block in self.transformer.transformer_blocks[start:stop]:
+            x = block(x, None, enc, enc_bias, temb, grid[0], grid[1])
+            progress.advance()
+        return x
+
+    def _head(self, x: torch.Tensor, emb_t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        tr = self.transformer
+        p = tr.config.patch_size
+        x = tr.proj_out(tr.norm_out(x, emb_t, tr.scale_shift_table))
+        x = x.reshape(x.shape[0], grid[0], grid[1], p, p, -1).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(x.shape[0], -1, grid[0] * p, grid[1] * p)
+
+    def _denoise(self, raw: torch.Tensor, step: _StepInputs) -> torch.Tensor:
+        """TrigFlow x0 prediction from the raw transformer output (pipeline + SCMScheduler.step formula)."""
+        s = step.scm_timestep.view(-1, 1, 1, 1)
+        norm = torch.sqrt(s**2 + (1 - s) ** 2)
+        flow = ((1 - 2 * s) * step.model_input + (1 - 2 * s + 2 * s**2) * raw) / norm
+        flow = flow.float() * self.sigma_data
+        t = step.timestep.view(-1, 1, 1, 1).to(flow.dtype)
+        return torch.cos(t) * step.sample - torch.sin(t) * flow
+
+    def _trigflow_step(self, raw, step: _StepInputs, t_next: torch.Tensor, generators) -> torch.Tensor:
+        """One intermediate SCM step: predict x0, then re-noise to t_next with each candidate's own generator."""
+        x0 = self._denoise(raw, step)
+        noise = _randn(tuple(x0.shape), generators, x0.device) * self.sigma_data
+        return torch.cos(t_next) * x0 + torch.sin(t_next) * noise
+
+
+class _Progress:
+    """Counts finished blocks and forwards them to a user callback (which may raise to cancel)."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int):
+        self.callback, self.total, self.done = callback, max(int(total), 0), 0
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _randn(shape: tuple[int, ...], generators: list[torch.Generator], device) -> torch.Tensor:
+    """Per-candidate float32 noise drawn on the CPU (same stream as diffusers' randn_tensor with a generator list)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor(shape, generator=generators, device=torch.device("cpu"), dtype=torch.float32).to(device)
+
+
+def _dtype_kwarg(dtype: torch.dtype) -> dict:
+    """diffusers renamed `torch_dtype` to `dtype`; pass whichever the installed version understands."""
+    try:
+        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
+@functools.lru_cache(maxsize=1)
+def _chi_template() -> tuple[str, ...]:
+    from diffusers import SanaSprintPipeline
+
+    return tuple(inspect.signature(SanaSprintPipeline.__call__).parameters["complex_human_instruction"].default)
+
+
+def _default_complex_human_instruction() -> list[str]:
+    """SANA's default instruction template, taken (once) from the installed SanaSprintPipeline itself."""
+    return list(_chi_template())

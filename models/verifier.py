@@ -1,0 +1,504 @@
+"""The VHS verifier: a LLaVA-style connector feeding a Qwen2 causal LM that answers "yes" or "no".
+
+Checkpoints use the authors' layout (aimagelab/vhs-hidden-verifier, aimagelab/vhs-mllm-clip-verifier): a
+Hugging Face folder whose config.json has `model_type: "llava_qwen"` plus `mm_*` keys, safetensors weights
+with the connector under `model.mm_projector.*`, and the tokenizer files. We read it into transformers'
+own `Qwen2ForCausalLM` plus a small connector module: no reference code, no `trust_remote_code`.
+
+Checkpoint format, in brief (see README "Verifier checkpoints"):
+    config.json            Qwen2 config + model_type "llava_qwen", mm_vision_tower ("hidden_7", "vae" or a CLIP
+                           id), mm_vision_select_feature ("block_7" / "patch"), mm_vision_select_layer,
+                           mm_hidden_size, mm_projector_type ("mlp2x_gelu" or "linear"),
+                           optional vhs_token_pool (ours; default 1)
+    model*.safetensors     model.embed_tokens/layers/norm (+ lm_head unless tied), model.mm_projector.{0,2}.*
+    tokenizer files        with the chat template
+    block_<l>_mean*.pt, block_<l>_variance*.pt (or block_<l>_stats.safetensors)   hidden verifiers only
+    vision_tower/          CLIP verifiers only (a transformers CLIPVisionModel folder)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+
+from .errors import InputError, ModelFolderError
+from .features import ClipFeatures, HiddenFeatures, find_stats_files, latent_tokens, load_stats
+from .hidden import HiddenStates, Scores
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TOKEN = "<image>"
+# The question the released verifiers were trained with (latent_verifier.py in aimagelab/VHS).
+VHS_INSTRUCTION = (
+    "You are an AI assistant specializing in image analysis and ranking. Your task is to analyze and compare "
+    "image based on how well they match the given prompt. <image> The given prompt is: {prompt}. Please consider "
+    "the prompt and the image to make a decision and response directly with 'yes' or 'no'"
+)
+ScoreMode = Literal["reference", "normalized"]
+SCORE_MODES = ("reference", "normalized")
+VerifierKind = Literal["hidden", "latent", "clip"]
+_NOT_QWEN_KEYS = {"model_type", "architectures", "auto_map", "transformers_version", "_name_or_path"}
+
+
+@dataclass(frozen=True)
+class VerifierSpec:
+    """What a verifier checkpoint expects as input, read from its config.json."""
+
+    kind: VerifierKind
+    vision_tower: str  # raw mm_vision_tower value
+    mm_hidden_size: int
+    llm_hidden_size: int
+    projector_type: str
+    layer: int | None  # DiT block for hidden verifiers
+    select_layer: int  # CLIP hidden-state layer
+    select_feature: str
+    token_pool: int
+    normalize: bool
+    instruction: str
+
+    @classmethod
+    def from_config(cls, cfg: dict, path: str = "") -> "VerifierSpec":
+        """Parse the llava_qwen config; a folder of another model type is a clear error."""
+        mt = cfg.get("model_type")
+        if mt != "llava_qwen":
+            raise ModelFolderError(path, f"config.json has model_type {mt!r}; a VHS verifier is a 'llava_qwen' checkpoint")
+        tower = cfg.get("mm_vision_tower")
+        if not tower:
+            raise ModelFolderError(path, "config.json has no mm_vision_tower: this is a plain LLM, not a VHS verifier")
+        for key in ("mm_hidden_size", "hidden_size"):
+            if key not in cfg:
+                raise ModelFolderError(path, f"config.json is missing {key}")
+        feature = str(cfg.get("mm_vision_select_feature") or "patch")
+        low = tower.lower()
+        layer = None
+        if "hidden" in low:
+            kind = "hidden"
+            m = re.fullmatch(r"block_(\d+)", feature) or re.search(r"(\d+)(?!.*\d)", tower)
+            if m is None:
+                raise ModelFolderError(path, f"cannot tell which DiT block this verifier reads (mm_vision_tower={tower!r}, "
+                                             f"mm_vision_select_feature={feature!r}); expected 'block_<n>' or 'hidden_<n>'")
+            layer = int(m.group(1))
+        elif "vae" in low or "latent" in low:
+            kind = "latent"
+        else:
+            kind = "clip"
+        return cls(
+            kind=kind,
+            vision_tower=tower,
+            mm_hidden_size=int(cfg["mm_hidden_size"]),
+            llm_hidden_size=int(cfg["hidden_size"]),
+            projector_type=str(cfg.get("mm_projector_type") or "linear"),
+            layer=layer,
+            select_layer=int(cfg.get("mm_vision_select_layer", -2)),
+            select_feature=feature,
+            token_pool=int(cfg.get("vhs_token_pool", 1)),
+            normalize=bool(cfg.get("mm_vision_normalize", kind == "hidden")) and kind == "hidden",
+            instruction=str(cfg.get("vhs_instruction") or VHS_INSTRUCTION),
+        )
+
+
+    def to_config(self) -> dict:
+        """The llava_qwen config keys that describe this verifier's input (as the authors' checkpoints write them)."""
+        feature = f"block_{self.layer}" if self.kind == "hidden" else self.select_feature
+        cfg = {
+            "model_type": "llava_qwen", "architectures": ["LlavaQwenForCausalLM"],
+            "mm_vision_tower": self.vision_tower, "mm_hidden_size": self.mm_hidden_size,
+            "mm_projector_type": self.projector_type, "mm_vision_select_layer": self.select_layer,
+            "mm_vision_select_feature": feature, "mm_patch_merge_type": "flat", "mm_use_im_start_end": False,
+            "mm_use_im_patch_token": False, "use_mm_proj": True, "image_aspect_ratio": "pad",
+            "mm_vision_normalize": self.normalize,
+        }
+        if self.token_pool != 1:
+            cfg["vhs_token_pool"] = self.token_pool
+        if self.instruction != VHS_INSTRUCTION:
+            cfg["vhs_instruction"] = self.instruction
+        return cfg
+
+
+def build_connector(projector_type: str, in_dim: int, out_dim: int) -> nn.Module:
+    """The LLaVA projector: 'linear' or 'mlp<k>x_gelu' (Linear, then k-1 x [GELU, Linear])."""
+    if projector_type == "linear":
+        return nn.Linear(in_dim, out_dim)
+    m = re.fullmatch(r"mlp(\d+)x_gelu", projector_type)
+    if m is None:
+        raise InputError(f"unsupported mm_projector_type {projector_type!r} (supported: 'linear', 'mlp<k>x_gelu')")
+    layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
+    for _ in range(1, int(m.group(1))):
+        layers += [nn.GELU(), nn.Linear(out_dim, out_dim)]
+    return nn.Sequential(*layers)
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _safetensors_files(path: str) -> list[str]:
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        names = sorted(set(_read_json(index)["weight_map"].values()))
+        return [os.path.join(path, n) for n in names]
+    single = os.path.join(path, "model.safetensors")
+    return [single] if os.path.isfile(single) else []
+
+
+def _load_prefixed(files: list[str], prefix: str) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    out = {}
+    for fname in files:
+        with safe_open(fname, framework="pt") as f:
+            for key in f.keys():
+                if key.startswith(prefix):
+                    out[key[len(prefix):]] = f.get_tensor(key)
+    return out
+
+
+class VHSVerifier:
+    """Scores N candidates of one prompt in one batched LLM forward; higher is better."""
+
+    def __init__(self, llm, tokenizer, connector: nn.Module, spec: VerifierSpec, name: str = "vhs-verifier",
+                 hidden_features: HiddenFeatures | None = None, clip: ClipFeatures | None = None):
+        self.llm, self.tokenizer, self.connector, self.spec, self.name = llm, tokenizer, connector, spec, name
+        self.hidden_features, self.clip = hidden_features, clip
+        for module in (llm, connector) + ((clip.model,) if clip is not None else ()):
+            module.requires_grad_(False)  # inference by default; training unfreezes what it trains
+        self.yes_id = self._single_token("yes")
+        self.no_id = self._single_token("no")
+        self._prompt_ids = lru_cache(maxsize=64)(self._tokenize_prompt)
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype: str | torch.dtype = "fp32",
+                        device: str | torch.device = "cpu", stats: tuple[str, str] | str | None = None,
+                        vision_tower_path: str | None = None) -> "VHSVerifier":
+        """Load a verifier folder in the official llava_qwen layout (local files only)."""
+        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+        from transformers.utils import logging as hf_logging
+
+        from .sana_sprint import resolve_dtype
+
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise ModelFolderError(path, "verifier folder not found")
+        cfg_file = os.path.join(path, "config.json")
+        if not os.path.isfile(cfg_file):
+            raise ModelFolderError(path, "verifier folder has no config.json")
+        cfg = _read_json(cfg_file)
+        spec = VerifierSpec.from_config(cfg, path)
+        files = _safetensors_files(path)
+        if not files:
+            raise ModelFolderError(path, "verifier folder has no model.safetensors (or model.safetensors.index.json)")
+        torch_dtype = resolve_dtype(dtype)
+
+        qcfg = Qwen2Config(**{k: v for k, v in cfg.items() if k not in _NOT_QWEN_KEYS})
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the connector weights are "unexpected" to Qwen2ForCausalLM: loaded below
+        try:
+            llm = Qwen2ForCausalLM.from_pretrained(path, config=qcfg, dtype=torch_dtype, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelFolderError(path, f"could not load the verifier LLM or tokenizer: {e}") from e
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        llm.to(device).eval()
+
+        connector = build_connector(spec.projector_type, spec.mm_hidden_size, spec.llm_hidden_size)
+        state = _load_prefixed(files, "model.mm_projector.")
+        if not state:
+            raise ModelFolderError(path, "no connector weights (model.mm_projector.*) in the safetensors files")
+        try:
+            connector.load_state_dict(state)
+        except RuntimeError as e:
+            raise ModelFolderError(path, f"connector weights do not match {spec.projector_type} "
+                                         f"{spec.mm_hidden_size}->{spec.llm_hidden_size}: {e}") from e
+        connector.to(device=device, dtype=torch_dtype).eval()
+
+        hidden_features = clip = None
+        if spec.kind == "hidden":
+            mean = var = None
+            if spec.normalize:
+                source = stats or find_stats_files(path, spec.layer)
+                if source is None:
+                    raise ModelFolderError(
+                        path, f"this hidden-state verifier needs normalisation statistics for block {spec.layer}: put "
+                              f"block_{spec.layer}_mean_bf16.pt and block_{spec.layer}_variance_bf16.pt in the folder")
+                mean, var = load_stats(source)
+            hidden_features = HiddenFeatures(spec.layer, mean, var, spec.token_pool)
+        elif spec.kind == "clip":
+            tower = vision_tower_path or _find_vision_tower(path, spec.vision_tower)
+            clip = ClipFeatures.from_pretrained(tower, spec.select_layer, spec.select_feature, torch_dtype, device)
+            if clip.hidden_size != spec.mm_hidden_size:
+                raise ModelFolderError(tower, f"vision tower width {clip.hidden_size} does not match the verifier's "
+                                              f"mm_hidden_size {spec.mm_hidden_size}")
+        logger.info("loaded %s verifier from %s (%s)", spec.kind, path, torch_dtype)
+        return cls(llm, tokenizer, connector, spec, os.path.basename(os.path.normpath(path)), hidden_features, clip)
+
+    @classmethod
+    def from_llm(cls, llm_path: str | os.PathLike, kind: VerifierKind, mm_hidden_size: int, layer: int | None = None,
+                 projector_type: str = "mlp2x_gelu", stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 vision_tower_path: str | None = None, token_pool: int = 1, dtype: str | torch.dtype = "fp32",
+                 device: str | torch.device = "cpu", seed: int = 0) -> "VHSVerifier":
+        """A new verifier to train: a plain Qwen2 LLM folder (e.g. Qwen2.5-0.5B) plus a freshly initialised connector."""
+        from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+        from .sana_sprint import resolve_dtype
+
+        llm_path = os.fspath(llm_path)
+        cfg_file = os.path.join(llm_path, "config.json")
+        if not os.path.isfile(cfg_file):
+            raise ModelFolderError(llm_path, "LLM folder has no config.json")
+        model_type = _read_json(cfg_file).get("model_type")
+        if model_type != "qwen2":
+            raise ModelFolderError(llm_path, f"expected a Qwen2 causal LM (model_type 'qwen2'), found {model_type!r}")
+        if kind == "hidden" and layer is None:
+            raise InputError("a hidden-state verifier needs the DiT block it reads (layer)")
+        torch_dtype = resolve_dtype(dtype)
+        try:
+            llm = Qwen2ForCausalLM.from_pretrained(llm_path, dtype=torch_dtype, local_files_only=True).to(device)
+            tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelFolderError(llm_path, f"could not load the LLM or its tokenizer: {e}") from e
+        if not tokenizer.chat_template:
+            raise ModelFolderError(llm_path, "the tokenizer has no chat template (use an instruct or base Qwen2.5 folder)")
+        torch.manual_seed(seed)
+        clip = None
+        if kind == "clip":
+            if vision_tower_path is None:
+                raise InputError("a CLIP verifier needs vision_tower_path (a CLIPVisionModel folder)")
+            clip = ClipFeatures.from_pretrained(vision_tower_path, dtype=torch_dtype, device=device)
+            mm_hidden_size = clip.hidden_size
+        spec = VerifierSpec(
+            kind=kind, vision_tower={"hidden": f"hidden_{layer}", "latent": "vae"}.get(kind, "openai/clip-vit-large-patch14-336"),
+            mm_hidden_size=int(mm_hidden_size), llm_hidden_size=int(llm.config.hidden_size), projector_type=projector_type,
+            layer=layer if kind == "hidden" else None, select_layer=-2, select_feature="patch", token_pool=token_pool,
+            normalize=kind == "hidden" and stats is not None, instruction=VHS_INSTRUCTION)
+        connector = build_connector(projector_type, spec.mm_hidden_size, spec.llm_hidden_size).to(device, torch_dtype)
+        hidden = HiddenFeatures(layer, *(stats or (None, None)), token_pool) if kind == "hidden" else None
+        name = f"vhs-{kind}-{os.path.basename(os.path.normpath(llm_path))}"
+        return cls(llm, tokenizer, connector, spec, name, hidden_features=hidden, clip=clip)
+
+    def save_pretrained(self, path: str | os.PathLike, stats_format: Literal["safetensors", "pt"] = "safetensors",
+                        overwrite: bool = False) -> str:
+        """Write this verifier in the official llava_qwen layout; the folder appears only once complete."""
+        from .io import add_tensors_to_checkpoint, atomic_dir
+
+        path = os.fspath(path)
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            self.llm.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            connector = {f"model.mm_projector.{k}": v for k, v in self.connector.state_dict().items()}
+            add_tensors_to_checkpoint(tmp, connector, "model-mm_projector.safetensors")
+            cfg_file = os.path.join(tmp, "config.json")
+            cfg = _read_json(cfg_file)
+            cfg.update(self.spec.to_config())
+            with open(cfg_file, "w", encoding="utf-8") as f:
+                json.dump(cfg, f, indent=2)
+            hf = self.hidden_features
+            if hf is not None and hf.mean is not None:
+                if stats_format == "pt":  # the released form: one bf16 tensor per file
+                    torch.save(hf.mean.to(torch.bfloat16), os.path.join(tmp, f"block_{hf.layer}_mean_bf16.pt"))
+                    torch.save(hf.variance.to(torch.bfloat16), os.path.join(tmp, f"block_{hf.layer}_variance_bf16.pt"))
+                else:
+                    from safetensors.torch import save_file
+
+                    save_file({"mean": hf.mean.contiguous(), "variance": hf.variance.contiguous()},
+                              os.path.join(tmp, f"block_{hf.layer}_stats.safetensors"), metadata={"format": "pt"})
+            if self.clip is not None:
+                self.clip.save_pretrained(os.path.join(tmp, "vision_tower"))
+        return path
+
+    def compile(self, **kwargs) -> "VHSVerifier":
+        """torch.compile each LLM decoder layer and the connector (kwargs go to torch.compile)."""
+        for layer in self.llm.model.layers:
+            layer.compile(**kwargs)
+        self.connector.compile(**kwargs)
+        return self
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def kind(self) -> VerifierKind:
+        return self.spec.kind
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.dtype
+
+    # ---------------------------------------------------------------- prompt layout
+    def _single_token(self, word: str) -> int:
+        ids = self.tokenizer.encode(word, add_special_tokens=False)
+        if not ids:
+            raise ModelFolderError("", f"the verifier tokenizer cannot encode {word!r}")
+        return int(ids[0])
+
+    def _tokenize_prompt(self, prompt: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Token ids before and after the image placeholder, chunk by chunk like LLaVA's tokenizer_image_token."""
+        message = self.spec.instruction.format(prompt=prompt)
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                                  add_generation_prompt=True)
+        chunks = text.split(IMAGE_TOKEN)
+        if len(chunks) != 2:
+            raise InputError(f"the prompt must not contain {IMAGE_TOKEN!r}, and the template needs exactly one")
+        before = self.tokenizer(chunks[0]).input_ids
+        after = self.tokenizer(chunks[1]).input_ids
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and before[:1] == [bos] and after[:1] == [bos]:
+            after = after[1:]
+        return tuple(before), tuple(after)
+
+    def layout(self, prompt: str, image_tokens: int) -> tuple[int, int, int]:
+        """(tokens before the image, image tokens, tokens after) for one candidate."""
+        before, after = self._prompt_ids(self._check_prompt(prompt))
+        return len(before), image_tokens, len(after)
+
+    def _check_prompt(self, prompt: str) -> str:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("the prompt is empty")
+        return prompt
+
+    def build_inputs(self, prompt: str, features: torch.Tensor) -> torch.Tensor:
+        """Input embeddings [N, before + tokens + after, H]: text, connector(features), text."""
+        before, after = self._prompt_ids(self._check_prompt(prompt))
+        n, t, c = features.shape
+        if c != self.spec.mm_hidden_size:
+            raise InputError(f"features have {c} channels, the verifier's connector expects {self.spec.mm_hidden_size}")
+        limit = int(getattr(self.llm.config, "max_position_embeddings", 32768))
+        if len(before) + t + len(after) > limit:
+            raise InputError(f"the prompt is too long: {len(before) + t + len(after)} tokens with the image, "
+                             f"the verifier reads at most {limit}")
+        embed = self.llm.get_input_embeddings()
+        dev = self.device
+        text = embed(torch.tensor(before + after, device=dev))
+        visual = self.connector(features.to(dev, self.connector_dtype))
+        text = text.to(visual.dtype).unsqueeze(0).expand(n, -1, -1)
+        return torch.cat([text[:, : len(before)], visual, text[:, len(before):]], dim=1).to(self.dtype)
+
+    @property
+    def connector_dtype(self) -> torch.dtype:
+        return next(self.connector.parameters()).dtype
+
+    # ---------------------------------------------------------------- features
+    def features(self, model, hidden: HiddenStates, callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """What this verifier reads for each candidate; pixel-space kinds finish (and decode) the candidates first."""
+        if self.kind == "hidden":
+            if hidden.layer != self.spec.layer:
+                raise InputError(f"this verifier reads DiT block {self.spec.layer}, but the candidates stopped after "
+                                 f"block {hidden.layer}; set the sampler's layer to {self.spec.layer}")
+            if hidden.dim != self.spec.mm_hidden_size:
+                raise InputError(f"the hidden states are {hidden.dim} wide, the verifier expects {self.spec.mm_hidden_size}: "
+                                 "it was trained for another SANA-Sprint")
+            return self.hidden_features(hidden.hidden, hidden.grid)
+        if model is None:
+            raise InputError(f"the {self.kind} verifier needs the SANA-Sprint model to finish the candidates")
+        latents = model.suffix(hidden, callback=callback)
+        if self.kind == "latent":
+            return latent_tokens(latents)
+        return self.clip(model.decode(latents))
+
+    # ---------------------------------------------------------------- scoring
+    def score_features(self, prompt: str, features: torch.Tensor, mode: ScoreMode = "reference",
+                       batch_size: int | None = None, indices: tuple[int, ...] | None = None) -> Scores:
+        """Score [N, T, C] features for one prompt with one forward per batch (all N by default)."""
+        if mode not in SCORE_MODES:
+            raise InputError(f"unknown score mode {mode!r}; choose one of {SCORE_MODES}")
+        n = features.shape[0]
+        if n < 1:
+            raise InputError("no candidates to score")
+        bs = n if not batch_size else max(1, int(batch_size))
+        logits = []
+        with torch.inference_mode():
+            for start in range(0, n, bs):
+                logits.append(self.answer_logits(self.build_inputs(prompt, features[start:start + bs])))
+        return self._scores_from_logits(torch.cat(logits), mode, indices or tuple(range(n)))
+
+    def answer_logits(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Next-token logits at the answer position [N, vocab]: the LM head runs on that one position only."""
+        extra = {}
+        if embeds.is_meta:  # FLOP counting: transformers' mask shortcuts read values, so give the mask explicitly
+            t = embeds.shape[1]
+            extra = dict(attention_mask=torch.zeros(embeds.shape[0], 1, t, t, device="meta", dtype=embeds.dtype),
+                         position_ids=torch.arange(t, device="meta")[None])
+        out = self.llm(inputs_embeds=embeds, logits_to_keep=1, use_cache=False, **extra)
+        return out.logits[:, -1].float()
+
+    def _scores_from_logits(self, logits: torch.Tensor, mode: ScoreMode, indices: tuple[int, ...]) -> Scores:
+        probs = torch.softmax(logits, dim=-1)
+        p_yes, p_no = probs[:, self.yes_id], probs[:, self.no_id]
+        if mode == "normalized":
+            scores = p_yes / (p_yes + p_no).clamp_min(1e-12)
+        else:
+            # The reference answers with its top token: P(yes) if that token reads "yes", else -P(no).
+            top = logits.argmax(dim=-1).tolist()
+            says_yes = torch.tensor(["yes" in self.tokenizer.decode([t], skip_special_tokens=True).lower() for t in top],
+                                    device=probs.device)
+            scores = torch.where(says_yes, p_yes, -p_no)
+        return Scores(scores=scores.cpu(), p_yes=p_yes.cpu(), p_no=p_no.cpu(), mode=mode, verifier=self.name,
+                      indices=tuple(indices))
+
+    def score(self, model, hidden: HiddenStates, mode: ScoreMode = "reference", batch_size: int | None = None,
+              callback: Callable[[int, int], None] | None = None) -> Scores:
+        """Score every candidate of `hidden` (same interface for hidden, latent and CLIP verifiers)."""
+        feats = self.features(model, hidden, callback=callback)
+        return self.score_features(hidden.prompt, feats, mode=mode, batch_size=batch_size, indices=hidden.indices)
+
+    def score_with_generate(self, prompt: str, features: torch.Tensor) -> Scores:
+        """Slow path as the reference runs it: one candidate at a time, 3-beam generate of one token."""
+        logits = []
+        with torch.inference_mode():
+            for i in range(features.shape[0]):
+                embeds = self.build_inputs(prompt, features[i:i + 1])
+                out = self.llm.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long,
+                                        device=self.device), num_beams=3, max_new_tokens=1, do_sample=False,
+                                        return_dict_in_generate=True, output_scores=True,
+                                        pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+                logits.append(out.scores[0][0].float())  # first beam of the first step: log-softmax of the logits
+        return self._scores_from_logits(torch.stack(logits), "reference", tuple(range(features.shape[0])))
+
+
+def _find_vision_tower(path: str, tower: str) -> str:
+    """Where a CLIP verifier's vision tower lives locally: <verifier>/vision_tower, a sibling folder, or a path."""
+    candidates = [os.path.join(path, "vision_tower"),
+                  os.path.join(os.path.dirname(os.path.normpath(path)), tower.rstrip("/").split("/")[-1]),
+                  tower]
+    for c in candidates:
+        if os.path.isfile(os.path.join(c, "config.json")):
+            return c
+    raise ModelFolderError(path, f"this CLIP verifier needs its vision tower {tower!r}: put that model in "
+                                 f"{candidates[0]} (or next to the verifier as {candidates[1]})")
+
+
+def select_top_k(hidden: HiddenStates, scores: Scores, k: int = 1,
+                 override: int | None = None) -> tuple[HiddenStates, list[int], list[float]]:
+    """Best-of-N: keep the k best-scored candidates (best first); returns them, their original indices and scores.
+
+    `override` (an original candidate index) puts that candidate first instead of the verifier's choice.
+    The selection records verifier, N, score mode and ranks in `extras` (for image metadata downstream).
+    """
+    if len(scores) != len(hidden) or tuple(scores.indices) != tuple(hidden.indices):
+        raise InputError(f"the scores belong to other candidates ({len(scores)} scores for {len(hidden)} candidates)")
+    if not 1 <= k <= len(hidden):
+        raise InputError(f"k must be between 1 and the number of candidates ({len(hidden)}), got {k}")
+    ranking = scores.ranking()
+    if override is not None:
+        if override not in hidden.indices:
+            raise InputError(f"candidate {override} is not among these candidates {list(hidden.indices)}")
+        first = hidden.indices.index(override)
+        ranking = [first] + [i for i in ranking if i != first]
+    order = ranking[:k]
+    chosen = scores.scores[order]
+    rank_of = {pos: r for r, pos in enumerate(scores.ranking(), start=1)}
+    selected = replace(hidden.select(order, scores=chosen), extras={"verifier": scores.verifier, "n_candidates": len(hidden), "score_mode": scores.mode,
+                                          "ranks": [rank_of[i] for i in order], "override": override})
+    return selected, [hidden.indices[i] for i in order], [float(s) for s in chosen]

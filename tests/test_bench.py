@@ -1,0 +1,82 @@
+"""The cost benchmark (tiny CPU mode, as CI runs it), real-size FLOP counts on the meta device, budget logic."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from models import InputError  # noqa: E402
+from models.budget import CostModel, measure_costs  # noqa: E402
+
+
+def test_tiny_benchmark_writes_json_markdown_and_plot(tmp_path):
+    import benchmark
+
+    result = benchmark.main(["--ns", "1,2,4", "--repeats", "1", "--out", str(tmp_path)])
+    for name in ("results.json", "results.md", "candidates_vs_time.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    tiny = json.loads((tmp_path / "results.json").read_text())["tiny"]
+    assert tiny["device"] == "cpu" and tiny["dtype"] == "fp32"
+    flops = result["tiny"]["flops_per_candidate"]
+    assert flops["vhs"] < flops["mllm_ae"] < flops["mllm_clip"]
+    ns = [row["n_vhs"] for row in tiny["paper_shaped_budgets"]]
+    assert ns == sorted(ns) and ns[-1] >= 1
+
+
+def test_real_size_flops_counted_on_the_meta_device():
+    import torch
+
+    import benchmark
+
+    model, verifiers, clip, text_encoder = benchmark.real_models("sana-sprint-1.6b", "meta", torch.bfloat16)
+    report = benchmark.flops_report(model, verifiers, clip, text_encoder, layer=7, size=1024, text_tokens=520)
+    stages = report["stages"]
+    whole = (stages["dit_all_blocks"] + stages["dit_head_only"]) / 1e9
+    assert whole == pytest.approx(2966.7, abs=0.1)  # the whole 1.6B DiT forward at 1024 px
+    assert stages["dit_prefix_to_l"] + stages["dit_resume_from_l"] == pytest.approx(
+        stages["dit_all_blocks"] + stages["dit_head_only"], rel=1e-6), "prefix + resume must be exactly one forward"
+    assert stages["ae_decode"] / 1e12 == pytest.approx(8.37, abs=0.01)
+    before, image, after = report["layout_tokens"]["vhs"]
+    assert (before, image) == (55, 1024) and 38 <= after <= 46
+    assert report["per_candidate"]["vhs"] < report["per_candidate"]["mllm_clip"]
+
+
+def test_cost_model_picks_the_largest_n_that_fits():
+    cost = CostModel(encode_ms=20, fixed_ms=10, per_candidate_ms=50, winner_ms=70, device="cpu", dtype="fp32",
+                     height=1024, width=1024, layer=7)
+    assert cost.max_candidates(550) == 9  # 550 - 100 = 450 -> 9 candidates of 50 ms
+    assert cost.total_ms(9) == 550
+    assert cost.max_candidates(149) == 0 and cost.max_candidates(150) == 1
+    assert cost.max_candidates(10**9, cap=64) == 64
+    with pytest.raises(InputError, match="positive"):
+        cost.max_candidates(0)
+
+
+def test_measure_costs_with_an_injected_clock(sana, hidden_verifier, res):
+    """A fake clock that advances 10 ms per candidate row seen makes the fit exact and deterministic."""
+    now = [0.0]
+    real_prefix = sana.prefix
+
+    def counting_prefix(*args, **kwargs):
+        hidden = real_prefix(*args, **kwargs)
+        now[0] += 0.010 * len(hidden) + 0.005
+        return hidden
+
+    sana.prefix = counting_prefix
+    try:
+        cost = measure_costs(sana, hidden_verifier, "a cat", layer=1, height=res, width=res, probe=(1, 3), repeats=1,
+                             clock=lambda: now[0])
+    finally:
+        del sana.prefix
+    assert cost.per_candidate_ms == pytest.approx(10.0)
+    assert cost.fixed_ms == pytest.approx(5.0)
+    assert cost.encode_ms == 0 and cost.winner_ms == 0
+    with pytest.raises(InputError, match="probe"):
+        measure_costs(sana, hidden_verifier, "a cat", 1, res, res, probe=(3, 3))

@@ -1,0 +1,45 @@
+"""The shipped ShapeWorld models: they load through the normal loaders and the demo runs on them."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from models import SanaSprint, VHSVerifier
+from models.embedded import EMBEDDED_DIR, SHIPPED, demo_settings, embedded_model, is_shapeworld
+from models.shapeworld import judge, split_prompts
+
+
+def test_the_embedded_models_are_shipped_and_load():
+    assert is_shapeworld(), f"the trained ShapeWorld models must be in {EMBEDDED_DIR}"
+    model = SanaSprint.from_pretrained(embedded_model("sana"), dtype="fp32")
+    kinds = {VHSVerifier.from_pretrained(embedded_model(role)).kind for role in ("hidden", "clip", "latent")}
+    assert kinds == {"hidden", "clip", "latent"}
+    assert demo_settings()["layer"] < model.num_layers
+    assert set(SHIPPED.values()) <= {p.name for p in __import__("pathlib").Path(EMBEDDED_DIR).iterdir()}
+
+
+def test_embedded_generator_is_right_sometimes_but_not_always():
+    """Held-out Best-of-1 accuracy (GenEval's overall: the mean of the category means) is neither ~0 nor ~1.
+
+    The benchmark measures 0.351 on 3,072 held-out candidates (embedded/RESULTS.md); this 512-candidate sample
+    is about +-0.05 from that, so the floor here is 0.25."""
+    model = SanaSprint.from_pretrained(embedded_model("sana"), dtype="fp32")
+    _, held_out = split_prompts()
+    per_tag: dict[str, list[bool]] = {}
+    for i, p in enumerate(held_out):
+        hidden = model.prefix(p["prompt"], [100 * i + k for k in range(16)], layer=model.num_layers - 1, height=64, width=64)
+        for image in model.decode(model.suffix(hidden)):
+            per_tag.setdefault(p["tag"], []).append(judge((image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), p))
+    overall = sum(sum(v) / len(v) for v in per_tag.values()) / len(per_tag)
+    assert len(per_tag) == 6 and 0.25 <= overall <= 0.75, {t: sum(v) / len(v) for t, v in per_tag.items()}
+
+
+def test_demo_runs_on_the_embedded_default(tmp_path):
+    import demo
+
+    summary = demo.main(["--n", "4", "--out", str(tmp_path)])
+    assert (tmp_path / "winner.png").exists() and (tmp_path / "candidates.png").exists()
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["size"] == 64 and len(saved["judge"]) == 4 and summary["winner_correct"] in (True, False)

@@ -1,0 +1,40 @@
+"""Registry and Manager packaging: pyproject metadata, light requirements, comfy-cli's own validation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_pyproject_has_registry_metadata():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        data = tomllib.load(f)
+    project, comfy = data["project"], data["tool"]["comfy"]
+    assert "comfyui" not in project["name"].lower() and project["version"].count(".") == 2
+    assert project["urls"]["Repository"] and project["dependencies"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"]
+    assert "workflows" in comfy["includes"]
+    assert os.path.isfile(os.path.join(ROOT, "docs", "icon.svg"))
+
+
+def test_requirements_are_light_floors():
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        lines = [l.split("#")[0].strip() for l in f if l.split("#")[0].strip()]
+    assert not any(l.split(">")[0].split("=")[0].strip() in {"torch", "torchvision", "torchaudio"} for l in lines)
+    assert not any("==" in l for l in lines), "pins break other packs: use floors"
+    assert not os.path.exists(os.path.join(ROOT, "install.py"))
+
+
+def test_comfy_node_validate_passes():
+    comfy = shutil.which("comfy", path=os.path.dirname(sys.executable)) or shutil.which("comfy")
+    assert comfy, "comfy-cli is a test dependency (requirements-dev.txt)"
+    env = dict(os.environ, DO_NOT_TRACK="1")
+    subprocess.run([comfy, "--skip-prompt", "tracking", "disable"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    out = subprocess.run([comfy, "--skip-prompt", "node", "validate"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "passed" in out.stdout + out.stderr, out.stdout + out.stderr

@@ -1,0 +1,143 @@
+"""The pack inside a real ComfyUI: headless server on the CPU, /object_info, every workflow through POST /prompt.
+
+Needs a ComfyUI checkout in VHS_COMFYUI (`bash run.sh test` provides ComfyUI 0.3.75 there). Without it these
+tests skip, saying so; on CI (CI=true) a missing ComfyUI is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PIL import Image
+
+from graph import load, node_inputs, workflow_files
+from tools.comfyui_server import PACK_DIR_NAME, ComfyServer, get_json
+
+COMFY = os.environ.get("VHS_COMFYUI")
+
+if not COMFY:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the real-ComfyUI tests: VHS_COMFYUI is not set (use `bash run.sh test`)")
+    pytest.skip("needs a real ComfyUI: set VHS_COMFYUI=/path/to/ComfyUI (`bash run.sh test` provides one)",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(bundle, tmp_path_factory):
+    models = {"sana": {"Sana_Sprint_1.6B_1024px_diffusers": bundle["sana"]},
+              "vhs": {"vhs-hidden-verifier": bundle["hidden"], "vhs-mllm-clip-verifier": bundle["clip"]}}
+    srv = ComfyServer(COMFY, str(tmp_path_factory.mktemp("comfy_base")), models)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.object_info()
+
+
+def test_pack_imports_without_failure(server):
+    log = server.log()
+    failed = server.import_failures()
+    assert not failed, "\n".join(failed) + "\n" + log[-4000:]
+    assert PACK_DIR_NAME in log, "ComfyUI did not report loading the pack"
+
+
+def test_object_info_lists_every_node_with_its_inputs(pack, object_info):
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert node_id in object_info, f"{node_id} missing from /object_info"
+        info = object_info[node_id]
+        assert info["display_name"] == pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
+        assert info["category"] == cls.CATEGORY and info["python_module"].endswith(PACK_DIR_NAME)
+        declared = list(info["input"]["required"]) + list(info["input"].get("optional", {}))
+        assert declared == [name for name, _, _ in node_inputs(cls)]
+        assert info["output"] == list(cls.RETURN_TYPES)
+        for name, spec in {**info["input"]["required"], **info["input"].get("optional", {})}.items():
+            assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip in the real UI"
+    loader = object_info["SanaSprintLoaderVHS"]["input"]["required"]["model_name"][0]
+    assert "Sana_Sprint_1.6B_1024px_diffusers" in loader, "extra_model_paths.yaml models were not listed"
+    assert "vhs-hidden-verifier" in object_info["VHSVerifierLoader"]["input"]["required"]["verifier_name"][0]
+
+
+def test_workflow_templates_are_served(server):
+    templates = get_json(f"{server.url}/workflow_templates")
+    names = set(templates.get(PACK_DIR_NAME, []))
+    assert {os.path.splitext(os.path.basename(p))[0] for p in workflow_files()} == names
+
+
+def _errors(entry: dict) -> str:
+    """The node and message of each execution error in a history entry (no tensors, no tracebacks)."""
+    return "; ".join(f"{m[1].get('node_type')}: {m[1].get('exception_type')}: {m[1].get('exception_message', '').strip()}"
+                     for m in entry["status"].get("messages", []) if m[0] == "execution_error") or "no error message"
+
+
+from test_workflows import tiny_settings as _tiny  # noqa: E402
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=os.path.basename)
+def test_every_workflow_runs_in_comfyui(server, object_info, res, path):
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    prompt = _tiny(convert_ui_to_api(load(path), object_info), res, "mllm" in os.path.basename(path))
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success", _errors(entry)
+    save = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "VHSSaveImageWithScores")][0]
+    images = entry["outputs"][save]["images"]
+    assert len(images) == 1
+    with Image.open(os.path.join(server.base, "output", images[0]["subfolder"], images[0]["filename"])) as im:
+        assert im.size == (res, res)
+    ranking = [n for nid, n in entry["outputs"].items() if prompt[nid]["class_type"] == "PreviewAny"][0]
+    assert "".join(ranking["text"]).startswith(("Best-of-", "budget "))
+    if prompt[save]["class_type"] == "VHSSaveImageWithScores":  # scores written next to ComfyUI's own chunks
+        with Image.open(os.path.join(server.base, "output", images[0]["subfolder"], images[0]["filename"])) as im:
+            assert "workflow" not in im.text or im.text["vhs_budget_ms"]
+            assert im.text["prompt"] and im.text["vhs_n"] and im.text["vhs_verifier"]
+
+
+def test_bad_widget_value_is_a_validation_error(server, object_info, res):
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    prompt = _tiny(convert_ui_to_api(load(workflow_files()[0]), object_info), res, False)
+    sampler = [n for n in prompt.values() if n["class_type"] == "SanaSprintHiddenSamplerVHS"][0]
+    sampler["inputs"]["candidates"] = 0
+    status, body = server.queue(prompt)
+    assert status == 400
+    errors = [e["type"] for n in body["node_errors"].values() for e in n["errors"]]
+    assert "value_smaller_than_min" in errors
+
+
+def test_runtime_error_reaches_the_ui_as_a_clear_message(server, object_info, res):
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    prompt = _tiny(convert_ui_to_api(load(workflow_files()[0]), object_info), res, False)
+    sampler = [n for n in prompt.values() if n["class_type"] == "SanaSprintHiddenSamplerVHS"][0]
+    sampler["inputs"]["layer"] = 9  # the tiny model has blocks 0..3
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "error"
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and "layer 9 is out of range" in errors[0]["exception_message"]
+    assert errors[0]["exception_type"].endswith("InputError")
+
+
+def test_models_live_under_comfyui_model_management(server, object_info, res):
+    """Our parts are ModelPatchers: ComfyUI loads them, frees them on request, and reloads them for the next run."""
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    from tools.comfyui_server import post_json
+
+    path = [p for p in workflow_files() if "vhs_550ms" in p][0]
+    prompt = _tiny(convert_ui_to_api(load(path), object_info), res, False)
+    prompt = {k: v for k, v in prompt.items()}
+    for node in prompt.values():  # a different seed, so nothing comes from ComfyUI's cache
+        if "seed" in node["inputs"]:
+            node["inputs"]["seed"] = 12345
+    assert server.run(prompt)["status"]["status_str"] == "success"
+    log = server.log()
+    assert "Requested to load VHSManagedModule" in log and "loaded completely" in log
+    status, _ = post_json(f"{server.url}/free", {"unload_models": True, "free_memory": True})
+    assert status == 200
+    for node in prompt.values():
+        if "seed" in node["inputs"]:
+            node["inputs"]["seed"] = 54321
+    assert server.run(prompt)["status"]["status_str"] == "success", "models must reload after being freed"
