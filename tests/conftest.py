@@ -21,7 +21,15 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 from models.fixtures import TINY_RESOLUTION, build_tiny_bundle  # noqa: E402
 
-GENEVAL = os.path.join(ROOT, "..", "shared", "geneval", "evaluation_metadata.jsonl")
+
+def _geneval_metadata() -> str:
+    """GenEval's prompt metadata, read where the workspace keeps it (VHS_GENEVAL_DIR overrides); never copied here."""
+    dirs = [os.environ.get("VHS_GENEVAL_DIR", ""), os.path.join(ROOT, "..", "shared", "geneval"), "/work/shared/geneval"]
+    paths = [os.path.join(d, "evaluation_metadata.jsonl") for d in dirs if d]
+    return next((p for p in paths if os.path.isfile(p)), paths[-1])
+
+
+GENEVAL = _geneval_metadata()
 
 
 @pytest.fixture(scope="session")
