@@ -30,6 +30,7 @@ from models import PromptEmbedding, SanaSprint, VHSVerifier  # noqa: E402
 from models.budget import CostModel, best_of_1_ms, measure_costs  # noqa: E402
 from models.features import HiddenFeatures  # noqa: E402
 from models.fixtures import TINY_LAYER, TINY_RESOLUTION, build_tiny_bundle  # noqa: E402
+from models.precision import store_weights_in, weight_bytes  # noqa: E402
 from models.verifier import VHS_INSTRUCTION, VerifierSpec, build_connector  # noqa: E402
 
 logger = logging.getLogger("vhs.bench")
@@ -212,6 +213,23 @@ def budget_table(costs: dict[str, CostModel], budgets: list[float]) -> list[dict
 
 
 # ------------------------------------------------------------------ output
+def resident_weights(model: SanaSprint, verifiers: dict, clip, text_encoder) -> dict:
+    """MB of weights each pipeline keeps on the device (bf16, then with fp8 storage, then with the text encoder
+    offloaded too); casts the given meta-device modules to fp8 storage in place."""
+    parts = {"transformer": model.transformer, "dc_ae": model.pipe.vae, "text_encoder": text_encoder,
+             "llm": verifiers["hidden"].llm, "connector_hidden": verifiers["hidden"].connector,
+             "clip_tower": clip, "connector_clip": verifiers["clip"].connector}
+    uses = {"vhs": ("transformer", "dc_ae", "text_encoder", "llm", "connector_hidden"),
+            "mllm_clip": ("transformer", "dc_ae", "text_encoder", "llm", "clip_tower", "connector_clip")}
+    bf16 = {k: weight_bytes(m) / 2**20 for k, m in parts.items()}
+    for role in ("transformer", "text_encoder", "llm", "clip_tower"):  # what the loaders' fp8 option casts
+        store_weights_in(parts[role], "fp8_e4m3fn", torch.bfloat16)
+    fp8 = {k: weight_bytes(m) / 2**20 for k, m in parts.items()}
+    return {p: {"bf16": sum(bf16[r] for r in roles), "fp8_storage": sum(fp8[r] for r in roles),
+                "fp8_storage_text_encoder_offloaded": sum(fp8[r] for r in roles if r != "text_encoder")}
+            for p, roles in uses.items()}
+
+
 def write_outputs(result: dict, out: str) -> None:
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
@@ -228,6 +246,11 @@ def write_outputs(result: dict, out: str) -> None:
                          f" | {row['vhs'] / row['mllm_clip']:.2f} |")
         lines += ["", "| parameters | count | weights MB |", "|---|---|---|"]
         lines += [f"| {k} | {v:,} | {real['weights_mb'][k]:,.0f} |" for k, v in real["params"].items()]
+        res = real["resident_weights_mb"]
+        lines += ["", "| weights resident on the device, MB | vhs | mllm_clip | VHS / CLIP |", "|---|---|---|---|"]
+        for setting in res["vhs"]:
+            lines.append(f"| {setting} | {res['vhs'][setting]:,.0f} | {res['mllm_clip'][setting]:,.0f} | "
+                         f"{res['vhs'][setting] / res['mllm_clip'][setting]:.1%} |")
         lines.append("")
     tiny = result["tiny"]
     lines += [f"## Measured on this machine: tiny models ({tiny['device']}, {tiny['dtype']}, {tiny['size']} px)", "",
@@ -304,6 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["real"][name] = {
                 "size": 1024, "layer": 7, "flops_device": "meta (counted, not run)", "dtype": "bf16",
                 "flops": report, "params": weights, "weights_mb": {k: v * 2 / 2**20 for k, v in weights.items()},
+                "resident_weights_mb": resident_weights(model, verifiers, clip, text_encoder),
                 "run_tflops_by_n": {n: {p: totals[p][n] / 1e12 for p in PIPELINES} for n in totals["vhs"]},
             }
             pc = report["per_candidate"]

@@ -20,10 +20,10 @@ import torch
 
 from .errors import InputError, ModelFolderError
 from .hidden import HiddenStates, PromptEmbedding
+from .precision import DTYPES, resolve_dtype, store_weights_in  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MAX_CANDIDATES = 256
 MAX_STEPS = 4
 # Settings of the authors' reference run (aimagelab/VHS configs): 1 step, 1024 px, intermediate t 1.3
@@ -43,15 +43,6 @@ _COMPONENTS = {
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 ProgressCallback = Callable[[int, int], None]
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """Map 'fp32' / 'fp16' / 'bf16' (or a torch dtype) to a torch dtype, with a clear error otherwise."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def check_sana_sprint_folder(path: str | os.PathLike) -> dict:
@@ -109,18 +100,26 @@ class _StepInputs:
 class SanaSprint:
     """A loaded SANA-Sprint pipeline with the split forward VHS needs (prefix, suffix, decode)."""
 
-    def __init__(self, pipe, key: str | None = None):
+    def __init__(self, pipe, key: str | None = None, text_encoder_offload: bool = False):
         self.pipe = pipe
         self.key = key or f"sana-sprint@{id(pipe):x}"
+        # True: the text encoder lives on the CPU and visits the model's device only to encode a prompt
+        self.text_encoder_offload = text_encoder_offload
         for name in ("transformer", "text_encoder", "vae"):  # inference only: training unfreezes what it trains
             getattr(pipe, name).requires_grad_(False)
 
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, dtype: str | torch.dtype = "bf16", device: str | torch.device = "cpu"
+        cls, path: str | os.PathLike, dtype: str | torch.dtype = "bf16", device: str | torch.device = "cpu",
+        weight_storage: str | torch.dtype | None = "default", text_encoder_offload: bool = False,
     ) -> "SanaSprint":
-        """Load a local SANA-Sprint diffusers folder (never the hub) in `dtype` on `device`."""
+        """Load a local SANA-Sprint diffusers folder (never the hub) computing in `dtype` on `device`.
+
+        weight_storage='fp8_e4m3fn' (or 'fp8_e5m2') stores the transformer's and text encoder's linear weights in
+        fp8, upcast layer by layer while they run; text_encoder_offload keeps the text encoder on the CPU between
+        prompts.
+        """
         from diffusers import SanaSprintPipeline
 
         path = os.fspath(path)
@@ -131,9 +130,14 @@ class SanaSprint:
         except (OSError, ValueError, KeyError) as e:
             raise ModelFolderError(path, f"could not load the SANA-Sprint pipeline: {e}") from e
         pipe.set_progress_bar_config(disable=True)
+        for name in ("transformer", "text_encoder"):
+            store_weights_in(getattr(pipe, name), weight_storage, torch_dtype)
         pipe.to(device)
+        if text_encoder_offload:
+            pipe.text_encoder.to("cpu")
         logger.info("loaded SANA-Sprint from %s (%s, %s)", path, torch_dtype, device)
-        return cls(pipe, key=f"{os.path.abspath(path)}|{torch_dtype}")
+        key = f"{os.path.abspath(path)}|{torch_dtype}|{weight_storage}"
+        return cls(pipe, key=key, text_encoder_offload=text_encoder_offload)
 
     def compile(self, **kwargs) -> "SanaSprint":
         """torch.compile each DiT block (regional compilation: identical blocks share their compiled code, and the
@@ -189,15 +193,23 @@ class SanaSprint:
                 f"the prompt is too long: {used - len(tok.encode(chi))} tokens where SANA-Sprint reads at most "
                 f"{max_sequence_length - 2}; shorten it"
             )
-        with torch.inference_mode():
-            embeds, mask = self.pipe.encode_prompt(
-                prompt,
-                num_images_per_prompt=1,
-                device=self.device,
-                clean_caption=False,
-                max_sequence_length=max_sequence_length,
-                complex_human_instruction=instruction,
-            )
+        encoder = self.pipe.text_encoder
+        if self.text_encoder_offload:
+            encoder.to(self.device)
+        try:
+            with torch.inference_mode():
+                embeds, mask = self.pipe.encode_prompt(
+                    prompt,
+                    num_images_per_prompt=1,
+                    device=encoder.device,
+                    clean_caption=False,
+                    max_sequence_length=max_sequence_length,
+                    complex_human_instruction=instruction,
+                )
+        finally:
+            if self.text_encoder_offload:
+                encoder.to("cpu")
+                _empty_cache(self.device)
         return PromptEmbedding(prompt=prompt, embeds=embeds, mask=mask, model_key=self.key)
 
     # ---------------------------------------------------------------- split forward
@@ -415,6 +427,12 @@ def _randn(shape: tuple[int, ...], generators: list[torch.Generator], device) ->
     from diffusers.utils.torch_utils import randn_tensor
 
     return randn_tensor(shape, generator=generators, device=torch.device("cpu"), dtype=torch.float32).to(device)
+
+
+def _empty_cache(device: torch.device) -> None:
+    """Give freed accelerator memory back (after moving a module off the device)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _dtype_kwarg(dtype: torch.dtype) -> dict:

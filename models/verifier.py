@@ -32,6 +32,7 @@ from torch import nn
 from .errors import InputError, ModelFolderError
 from .features import ClipFeatures, HiddenFeatures, find_stats_files, latent_tokens, load_stats
 from .hidden import HiddenStates, Scores
+from .precision import resolve_dtype, store_weights_in
 
 logger = logging.getLogger(__name__)
 
@@ -179,12 +180,14 @@ class VHSVerifier:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: str | torch.dtype = "fp32",
                         device: str | torch.device = "cpu", stats: tuple[str, str] | str | None = None,
-                        vision_tower_path: str | None = None) -> "VHSVerifier":
-        """Load a verifier folder in the official llava_qwen layout (local files only)."""
+                        vision_tower_path: str | None = None,
+                        weight_storage: str | torch.dtype | None = "default") -> "VHSVerifier":
+        """Load a verifier folder in the official llava_qwen layout (local files only).
+
+        weight_storage='fp8_e4m3fn' keeps the LLM's (and CLIP tower's) linear weights in fp8, upcast per layer.
+        """
         from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
         from transformers.utils import logging as hf_logging
-
-        from .sana_sprint import resolve_dtype
 
         path = os.fspath(path)
         if not os.path.isdir(path):
@@ -239,6 +242,9 @@ class VHSVerifier:
             if clip.hidden_size != spec.mm_hidden_size:
                 raise ModelFolderError(tower, f"vision tower width {clip.hidden_size} does not match the verifier's "
                                               f"mm_hidden_size {spec.mm_hidden_size}")
+        store_weights_in(llm, weight_storage, torch_dtype)
+        if clip is not None:
+            store_weights_in(clip.model, weight_storage, torch_dtype)
         logger.info("loaded %s verifier from %s (%s)", spec.kind, path, torch_dtype)
         return cls(llm, tokenizer, connector, spec, os.path.basename(os.path.normpath(path)), hidden_features, clip)
 
@@ -249,8 +255,6 @@ class VHSVerifier:
                  device: str | torch.device = "cpu", seed: int = 0) -> "VHSVerifier":
         """A new verifier to train: a plain Qwen2 LLM folder (e.g. Qwen2.5-0.5B) plus a freshly initialised connector."""
         from transformers import AutoTokenizer, Qwen2ForCausalLM
-
-        from .sana_sprint import resolve_dtype
 
         llm_path = os.fspath(llm_path)
         cfg_file = os.path.join(llm_path, "config.json")
@@ -484,7 +488,9 @@ def select_top_k(hidden: HiddenStates, scores: Scores, k: int = 1,
     """Best-of-N: keep the k best-scored candidates (best first); returns them, their original indices and scores.
 
     `override` (an original candidate index) puts that candidate first instead of the verifier's choice.
-    The selection records verifier, N, score mode and ranks in `extras` (for image metadata downstream).
+    The selection records verifier, N, score mode and ranks in `extras` (for image metadata downstream); selecting
+    again among already-selected candidates (a cascade, e.g. VHS prunes N to k, CLIP re-ranks the k) keeps the
+    original N and names both verifiers.
     """
     if len(scores) != len(hidden) or tuple(scores.indices) != tuple(hidden.indices):
         raise InputError(f"the scores belong to other candidates ({len(scores)} scores for {len(hidden)} candidates)")
@@ -499,6 +505,12 @@ def select_top_k(hidden: HiddenStates, scores: Scores, k: int = 1,
     order = ranking[:k]
     chosen = scores.scores[order]
     rank_of = {pos: r for r, pos in enumerate(scores.ranking(), start=1)}
-    selected = replace(hidden.select(order, scores=chosen), extras={"verifier": scores.verifier, "n_candidates": len(hidden), "score_mode": scores.mode,
-                                          "ranks": [rank_of[i] for i in order], "override": override})
+    extras = {"verifier": scores.verifier, "n_candidates": len(hidden), "score_mode": scores.mode,
+              "ranks": [rank_of[i] for i in order], "override": override}
+    prior = hidden.extras
+    if "n_candidates" in prior:  # a cascade: an earlier verifier kept these candidates, this one re-ranks them
+        extras.update(verifier=f"{prior['verifier']} -> {scores.verifier}", n_candidates=prior["n_candidates"],
+                      pruned_to=len(hidden))
+    extras.update({k: prior[k] for k in ("budget_ms",) if k in prior})
+    selected = replace(hidden.select(order, scores=chosen), extras=extras)
     return selected, [hidden.indices[i] for i in order], [float(s) for s in chosen]

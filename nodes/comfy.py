@@ -204,6 +204,23 @@ def use(owner, *roles: str) -> None:
     mm.load_models_gpu([patchers[r] for r in roles if r in patchers], force_full_load=True)
 
 
+def release(owner, *roles: str) -> None:
+    """After computing: unload these managed parts of `owner` to their offload device now, instead of when ComfyUI
+    next needs the memory (no-op outside ComfyUI, where models/ offloads by itself)."""
+    patchers = getattr(owner, "patchers", None)
+    if not patchers:
+        return
+    import comfy.model_management as mm  # type: ignore[import-not-found]
+
+    wanted = [patchers[r] for r in roles if r in patchers]
+    for i in range(len(mm.current_loaded_models) - 1, -1, -1):
+        loaded = mm.current_loaded_models[i]
+        if any(loaded.model is p for p in wanted) and loaded.model_unload():
+            mm.current_loaded_models.pop(i)
+            logger.info("VHS: %s moved to %s", "/".join(roles), loaded.model.offload_device)
+    mm.soft_empty_cache()
+
+
 def output_directory() -> str:
     """ComfyUI's output folder (outside ComfyUI: ./out)."""
     fp = _folder_paths()

@@ -79,6 +79,8 @@ class BestOfNTimeBudget:
         run = best_of_n_within_budget(model, verifier, prompt, seed, float(budget_ms), cost, layer, height, width,
                                       threshold=threshold or None, max_n=max_candidates, mode=score_mode,
                                       callback=lambda d, t: comfy.check_interrupt())
+        if getattr(model, "release_text_encoder", False):
+            comfy.release(model, "text_encoder")
         winner, indices, values = select_top_k(run.hidden, run.scores, k=1)
         report = (f"budget {budget_ms} ms: planned N={run.planned_n}, generated {run.generated}"
                   + (" (stopped at the threshold)" if run.stopped_early else "")

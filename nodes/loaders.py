@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 
 from ..models import SanaSprint, VHSVerifier
+from ..models.precision import STORAGE_DTYPES
 from . import comfy
 
 logger = logging.getLogger(__name__)
 
 DTYPES = ["auto", "bf16", "fp16", "fp32"]
 DEVICES = ["auto", "cpu"]
+STORAGES = list(STORAGE_DTYPES)
+TEXT_ENCODER = ["keep loaded", "offload after encoding"]
+_STORAGE_TIP = ("How the weights are kept in memory. fp8_e4m3fn / fp8_e5m2 store linear layers in 8 bits (about half "
+                "the memory of bf16) and upcast each layer to the compute dtype while it runs; norms and embeddings "
+                "stay in the compute dtype. default: the compute dtype.")
 _DTYPE_TIP = "Weights precision. auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on the CPU."
 _DEVICE_TIP = "auto follows ComfyUI's device choice (--cpu, --gpu-only, ...); cpu forces the CPU."
 
@@ -54,6 +60,13 @@ class SanaSprintLoader:
                            "e.g. Sana_Sprint_1.6B_1024px_diffusers."}),
             "dtype": (DTYPES, {"default": "auto", "tooltip": _DTYPE_TIP}),
             "device": (DEVICES, {"default": "auto", "tooltip": _DEVICE_TIP}),
+        }, "optional": {
+            "weight_storage": (STORAGES, {"default": "default", "tooltip": _STORAGE_TIP}),
+            "text_encoder": (TEXT_ENCODER, {
+                "default": "keep loaded",
+                "tooltip": "offload after encoding: the Gemma-2 text encoder leaves the GPU as soon as the prompt is "
+                           "encoded (saves ~5 GB of VRAM at 1.6B; the next new prompt loads it again). keep loaded: "
+                           "ComfyUI unloads it only when it needs the memory."}),
         }}
 
     EMBEDDED = {comfy.EMBEDDED: "sana"}
@@ -63,12 +76,16 @@ class SanaSprintLoader:
         """Any name passes: a workflow's model that is not installed falls back to the embedded demo at run time."""
         return True
 
-    def load(self, model_name: str, dtype: str, device: str):
+    def load(self, model_name: str, dtype: str, device: str, weight_storage: str = "default",
+             text_encoder: str = "keep loaded"):
         path, demo = _resolve(model_name, comfy.sana_models(), self.EMBEDDED, "SANA-Sprint model", "models/sana/",
                               fallback="sana")
         dev, dt = _device_dtype(device, dtype)
-        patchers_wanted = comfy.manage({}, device) is not None  # inside ComfyUI: weights start on the offload device
-        model = SanaSprint.from_pretrained(path, dtype="fp32" if demo else dt, device="cpu" if patchers_wanted else dev)
+        managed = comfy.manage({}, device) is not None  # inside ComfyUI: weights start on the offload device
+        offload = text_encoder == "offload after encoding"
+        model = SanaSprint.from_pretrained(path, dtype="fp32" if demo else dt, device="cpu" if managed else dev,
+                                           weight_storage=weight_storage, text_encoder_offload=offload and not managed)
+        model.release_text_encoder = offload  # inside ComfyUI the sampler hands it back to model management
         model.patchers = comfy.manage({"transformer": model.transformer, "text_encoder": model.pipe.text_encoder,
                                        "vae": model.pipe.vae}, device)
         if demo:
@@ -88,6 +105,8 @@ class _VerifierLoaderBase:
             "verifier_name": (sorted(comfy.verifier_models()) + list(cls.EMBEDDED), {"tooltip": cls.NAME_TIP}),
             "dtype": (DTYPES, {"default": "auto", "tooltip": _DTYPE_TIP}),
             "device": (DEVICES, {"default": "auto", "tooltip": _DEVICE_TIP}),
+        }, "optional": {
+            "weight_storage": (STORAGES, {"default": "default", "tooltip": _STORAGE_TIP}),
         }}
 
     @classmethod
@@ -95,14 +114,15 @@ class _VerifierLoaderBase:
         """Any name passes: a workflow's verifier that is not installed falls back to the embedded demo at run time."""
         return True
 
-    def load(self, verifier_name: str, dtype: str, device: str):
+    def load(self, verifier_name: str, dtype: str, device: str, weight_storage: str = "default"):
         path, demo = _resolve(verifier_name, comfy.verifier_models(), self.EMBEDDED, "verifier", "models/vhs/",
                               fallback=self.FALLBACK)
         if demo:
             dtype = "fp32"
         dev, dt = _device_dtype(device, dtype)
         managed = comfy.manage({}, device) is not None
-        verifier = VHSVerifier.from_pretrained(path, dtype=dt, device="cpu" if managed else dev)
+        verifier = VHSVerifier.from_pretrained(path, dtype=dt, device="cpu" if managed else dev,
+                                               weight_storage=weight_storage)
         parts = {"llm": verifier.llm, "connector": verifier.connector}
         if verifier.clip is not None:
             parts["vision_tower"] = verifier.clip.model

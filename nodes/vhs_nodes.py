@@ -75,8 +75,12 @@ class SanaSprintHiddenSampler:
                            demo["width"], demo["height"], demo["layer"], width, height, layer)
             width, height, layer = demo["width"], demo["height"], demo["layer"]
         total = (steps - 1) * model.num_layers + layer + 1
-        comfy.use(model, "text_encoder", "transformer")
-        hidden = model.prefix(prompt, seeds, layer=layer, height=height, width=width, steps=steps, guidance=guidance,
+        comfy.use(model, "text_encoder")
+        emb = model.encode_prompt(prompt)
+        if getattr(model, "release_text_encoder", False):
+            comfy.release(model, "text_encoder")
+        comfy.use(model, "transformer")
+        hidden = model.prefix(emb, seeds, layer=layer, height=height, width=width, steps=steps, guidance=guidance,
                               max_timestep=max_timestep, intermediate_timestep=intermediate_timestep,
                               callback=comfy.progress(total))
         return (hidden,)
@@ -128,7 +132,8 @@ class _MLLMVerifierBase:
         return {"required": {
             "model": ("SANA_SPRINT", {"tooltip": "The SANA-Sprint model that made the candidates (to finish them)."}),
             "verifier": ("MLLM_VERIFIER", {"tooltip": "From MLLM Verifier Loader."}),
-            "hidden": ("VHS_HIDDEN", {"tooltip": "From SANA-Sprint Hidden-State Sampler."}),
+            "hidden": ("VHS_HIDDEN", {"tooltip": "From SANA-Sprint Hidden-State Sampler, or the top-k winners of a "
+                                                 "VHS Best-of-N Select to re-rank only those (a cascade)."}),
             "score_mode": (list(SCORE_MODES), {"default": "reference", "tooltip": _SCORE_MODE_TIP}),
         }}
 
@@ -193,7 +198,10 @@ class BestOfNSelect:
         if model is not None:
             comfy.use(model, "transformer")
         latent = {"samples": model.suffix(winners).cpu()} if model is not None else {"samples": torch.zeros(0)}
-        lines = [f"Best-of-{len(hidden)} ({scores.verifier}, {scores.mode} scores)"
+        extras = winners.extras
+        stage = (f"cascade, {extras['pruned_to']} kept by {hidden.extras['verifier']}, re-ranked by {scores.verifier}"
+                 if "pruned_to" in extras else scores.verifier)
+        lines = [f"Best-of-{extras['n_candidates']} ({stage}, {scores.mode} scores)"
                  + (f", candidate #{override} chosen by hand:" if override is not None else ":")]
         for rank, (i, v, s) in enumerate(zip(indices, values, winners.seeds), start=1):
             lines.append(f"{rank}. candidate #{i} seed {s} score {v:+.4f}")

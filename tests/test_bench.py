@@ -46,6 +46,10 @@ def test_real_size_flops_counted_on_the_meta_device():
     before, image, after = report["layout_tokens"]["vhs"]
     assert (before, image) == (55, 1024) and 38 <= after <= 46
     assert report["per_candidate"]["vhs"] < report["per_candidate"]["mllm_clip"]
+    resident = benchmark.resident_weights(model, verifiers, clip, text_encoder)
+    vhs, pixel = resident["vhs"], resident["mllm_clip"]
+    assert vhs["bf16"] == pytest.approx(9601, abs=1) and pixel["bf16"] - vhs["bf16"] == pytest.approx(577, abs=2)
+    assert vhs["fp8_storage_text_encoder_offloaded"] < vhs["fp8_storage"] < 0.65 * vhs["bf16"]
 
 
 def test_cost_model_picks_the_largest_n_that_fits():

@@ -134,3 +134,30 @@ def test_scores_are_saved_in_png_text_chunks_next_to_comfyuis(pack, node_models,
     assert text["vhs_seed"] == str(winners.seeds[0]) and text["vhs_verifier"] == verifier.name
     with Image.open(tmp_path / files[1]["subfolder"] / files[1]["filename"]) as im:
         assert im.text["vhs_rank"] == "2"
+
+
+def test_cascade_vhs_prunes_then_clip_reranks_only_the_survivors(pack, node_models, bundle, res):
+    """VHS keeps the top 3 of 6 on hidden states; the CLIP verifier finishes and decodes only those 3 and picks one."""
+    m, model, verifier = node_models
+    clip = m["MLLMVerifierLoaderVHS"]().load("vhs-mllm-clip-verifier", "auto", "cpu")[0]
+    hidden = m["SanaSprintHiddenSamplerVHS"]().sample(model, "two cats", 3, 6, 1, res, res, 1, 4.5, 1.5708, 1.3)[0]
+    vhs_scores = m["VHSVerifier"]().score(verifier, hidden, "normalized")["result"][0]
+    survivors = m["VHSBestOfNSelect"]().select(hidden, vhs_scores, 3)["result"][0]
+    batches = []
+    handle = model.pipe.vae.decoder.register_forward_hook(lambda mod, args, out: batches.append(args[0].shape[0]))
+    try:
+        clip_scores = m["MLLMVerifierCLIPVHS"]().score(model, clip, survivors, "normalized")["result"][0]
+    finally:
+        handle.remove()
+    assert batches == [3], "only the survivors are finished and decoded"
+    every = clip.score(model, hidden, mode="normalized")  # the CLIP path over all 6, for reference
+    pos = [hidden.indices.index(i) for i in survivors.indices]
+    assert clip_scores.indices == survivors.indices
+    assert torch.allclose(clip_scores.scores, every.scores[pos], atol=1e-5)
+    winner, report, index, _ = m["VHSBestOfNSelect"]().select(survivors, clip_scores, 1)["result"]
+    assert index == survivors.indices[int(clip_scores.scores.argmax())]
+    assert report.startswith("Best-of-6 (cascade, 3 kept by") and clip.name in report
+    assert winner.extras["n_candidates"] == 6 and winner.extras["pruned_to"] == 3
+    assert winner.extras["verifier"] == f"{verifier.name} -> {clip.name}"
+    image = m["VHSDecodeWinner"]().decode(model, winner)[0]
+    assert torch.allclose(image, m["VHSDecodeWinner"]().decode(model, hidden.select([index]))[0], atol=1e-6)

@@ -6,7 +6,10 @@ tests skip, saying so; on CI (CI=true) a missing ComfyUI is a failure, never a s
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -141,3 +144,21 @@ def test_models_live_under_comfyui_model_management(server, object_info, res):
         if "seed" in node["inputs"]:
             node["inputs"]["seed"] = 54321
     assert server.run(prompt)["status"]["status_str"] == "success", "models must reload after being freed"
+
+
+def test_memory_options_under_comfyui_model_management(pack):
+    """In ComfyUI's own model management (in process, --cpu): fp8 weight storage survives ComfyUI's loads, and
+    'offload after encoding' hands the text encoder back right after the prompt is encoded, while 'keep loaded'
+    leaves it to ComfyUI; "free models" unloads every part."""
+    script = os.path.join(os.path.dirname(__file__), "comfy_inprocess.py")
+    out = subprocess.run([sys.executable, script, COMFY, os.environ["VHS_MODELS_DIR"]], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    keep, offload = report["keep loaded"], report["offload after encoding"]
+    assert keep["after_sampling"] == ["text_encoder", "transformer"]
+    assert offload["after_sampling"] == ["transformer"]
+    assert "text_encoder" not in offload["after_decode"] and {"llm", "vae"} <= set(offload["after_decode"])
+    for r in (keep, offload):
+        assert r["transformer_weight"] == r["llm_weight"] == "torch.float8_e4m3fn"
+        assert r["image_ok"] and r["after_free"] == []

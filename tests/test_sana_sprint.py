@@ -197,6 +197,36 @@ def test_loads_in_half_precision(bundle, res):
     assert image.dtype == torch.float32 and torch.isfinite(image).all()
 
 
+def test_fp8_weight_storage_halves_memory_and_keeps_the_split_exact(bundle, sana, res):
+    """fp8 storage: the split forward still equals diffusers' pipeline on the same (fp8) weights, the weights take
+    much less memory, and the result stays close to the full-precision model."""
+    from models.precision import weight_bytes
+
+    m = SanaSprint.from_pretrained(bundle["sana"], dtype="fp32", weight_storage="fp8_e4m3fn")
+    linear = m.transformer.transformer_blocks[0].attn1.to_q.weight
+    assert linear.dtype == torch.float8_e4m3fn and m.dtype == torch.float32
+    assert weight_bytes(m.transformer) < 0.6 * weight_bytes(sana.transformer)
+    assert weight_bytes(m.pipe.text_encoder) < 0.7 * weight_bytes(sana.pipe.text_encoder)
+    seeds = [3, 4]
+    latents = m.suffix(m.prefix(PROMPT, seeds, layer=1, height=res, width=res))
+    assert (latents - pipeline_latents(m, seeds, res, 1)).abs().max().item() <= 1e-5
+    full = sana.suffix(sana.prefix(PROMPT, seeds, layer=1, height=res, width=res))
+    assert torch.nn.functional.cosine_similarity(latents.flatten(), full.flatten(), dim=0) > 0.98
+    with pytest.raises(InputError, match="unknown weight storage"):
+        SanaSprint.from_pretrained(bundle["sana"], dtype="fp32", weight_storage="int3")
+
+
+def test_text_encoder_offload_visits_the_device_only_to_encode(bundle, res, monkeypatch):
+    m = SanaSprint.from_pretrained(bundle["sana"], dtype="fp32", text_encoder_offload=True)
+    moves = []
+    real_to = m.pipe.text_encoder.to
+    monkeypatch.setattr(m.pipe.text_encoder, "to", lambda *a, **k: moves.append(str(a[0])) or real_to(*a, **k))
+    ref = SanaSprint.from_pretrained(bundle["sana"], dtype="fp32").encode_prompt(PROMPT)
+    emb = m.encode_prompt(PROMPT)
+    assert moves == [str(m.device), "cpu"] and torch.equal(emb.embeds, ref.embeds)
+    assert m.pipe.text_encoder.device.type == "cpu"
+
+
 def test_capture_keeps_earlier_blocks_without_extra_work(sana, res):
     hidden = sana.prefix(PROMPT, [1, 2], layer=2, height=res, width=res, capture=[0, 2])
     for layer in (0, 2):

@@ -265,3 +265,16 @@ def test_compiled_verifier_scores_the_same(bundle, sana, hidden):
     v = VHSVerifier.from_pretrained(bundle["hidden"])
     ref = v.score(sana, hidden).scores
     assert torch.allclose(v.compile(backend="eager").score(sana, hidden).scores, ref, atol=1e-5)
+
+
+def test_fp8_weight_storage_scores_in_one_batch_and_close_to_full_precision(bundle, sana, hidden_verifier, hidden):
+    from models.precision import weight_bytes
+
+    v = VHSVerifier.from_pretrained(bundle["hidden"], dtype="fp32", weight_storage="fp8_e4m3fn")
+    assert v.llm.model.layers[0].self_attn.q_proj.weight.dtype == torch.float8_e4m3fn and v.dtype == torch.float32
+    assert weight_bytes(v.llm) < 0.8 * weight_bytes(hidden_verifier.llm)
+    batched = v.score(sana, hidden, mode="normalized")
+    alone = torch.cat([v.score(sana, hidden.select([i]), mode="normalized").scores for i in range(len(hidden))])
+    assert torch.allclose(batched.scores, alone, atol=1e-5)
+    full = hidden_verifier.score(sana, hidden, mode="normalized").scores
+    assert (batched.scores - full).abs().max().item() < 0.05

@@ -19,7 +19,7 @@ def test_the_paper_setups_are_all_there():
     stems = {os.path.splitext(os.path.basename(f))[0] for f in FILES}
     assert stems == {"vhs_550ms_best_of_4", "vhs_1100ms_best_of_9", "vhs_1650ms_best_of_15",
                      "mllm_clip_550ms_best_of_2", "mllm_clip_1100ms_best_of_4", "mllm_clip_1650ms_best_of_6",
-                     "vhs_budget_550ms", "vhs_budget_1100ms", "vhs_budget_1650ms"}
+                     "vhs_budget_550ms", "vhs_budget_1100ms", "vhs_budget_1650ms", "vhs_cascade_best_of_9_clip_top_3"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=os.path.basename)
@@ -64,7 +64,11 @@ def test_canvas_workflow_matches_node_definitions(pack, path):
         assert typ == out_type
     assert not errors, errors
     note = [n for n in wf["nodes"] if n["type"] == "Note"]
-    assert len(note) == 1 and "ms budget" in note[0]["widgets_values"][0] and "GenEval" in note[0]["widgets_values"][0]
+    assert len(note) == 1 and "GenEval" in note[0]["widgets_values"][0]
+    if "cascade" in path:
+        assert "Cascade" in note[0]["widgets_values"][0]
+    else:
+        assert "ms budget" in note[0]["widgets_values"][0]
     samplers = [n for n in wf["nodes"] if n["type"] == "SanaSprintHiddenSamplerVHS"]
     if samplers:
         assert f"Best-of-{samplers[0]['widgets_values'][3]}" in note[0]["widgets_values"][0]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 SANA_NAME = "Sana_Sprint_1.6B_1024px_diffusers"
+SANA_LOADER = dict(model_name=SANA_NAME, dtype="auto", device="auto", weight_storage="default",
+                   text_encoder="keep loaded")
 VHS_NAME = "vhs-hidden-verifier"
 CLIP_NAME = "vhs-mllm-clip-verifier"
 PROMPT = "a photo of a red bench left of a blue umbrella"
@@ -41,6 +43,18 @@ class Node:
     api_inputs: dict = field(default_factory=dict)  # widget name -> value, for the API twin
 
 
+def sana_loader() -> Node:
+    return Node(1, "SanaSprintLoaderVHS", list(SANA_LOADER.values()), outputs=[("model", "SANA_SPRINT")],
+                pos=(0, 120), size=(360, 180), api_inputs=dict(SANA_LOADER))
+
+
+def verifier_loader_node(node_id: int, node_type: str, name: str, pos: tuple[int, int]) -> Node:
+    output = ("verifier", "VHS_VERIFIER" if node_type == "VHSVerifierLoader" else "MLLM_VERIFIER")
+    named = dict(verifier_name=name, dtype="auto", device="auto", weight_storage="default")
+    return Node(node_id, node_type, list(named.values()), outputs=[output], pos=pos, size=(360, 150),
+                api_inputs=named)
+
+
 def sampler_widgets(n: int, layer: int) -> tuple[list, dict]:
     named = dict(prompt=PROMPT, seed=SEED, candidates=n, layer=layer, width=1024, height=1024, steps=1,
                  guidance=4.5, max_timestep=1.5708, intermediate_timestep=1.3)
@@ -63,8 +77,7 @@ def build(kind: str, budget: int, n: int, geneval: float) -> tuple[dict, dict, s
                 f"{next(g for b, _, g in CLIP_SETUPS if b == budget)}).\n\n"
                 f"Models: models/sana/{SANA_NAME}, models/vhs/{VHS_NAME} (with block_7_mean_bf16.pt and "
                 f"block_7_variance_bf16.pt). Pick 'embedded-tiny' in the loaders to try the graph without them.")
-        verifier_loader = Node(3, "VHSVerifierLoader", [VHS_NAME, "auto", "auto"], outputs=[("verifier", "VHS_VERIFIER")],
-                               pos=(0, 420), size=(360, 130), api_inputs=dict(verifier_name=VHS_NAME, dtype="auto", device="auto"))
+        verifier_loader = verifier_loader_node(3, "VHSVerifierLoader", VHS_NAME, (0, 420))
         verifier = Node(4, "VHSVerifier", ["reference"], inputs=[("verifier", "VHS_VERIFIER"), ("hidden", "VHS_HIDDEN")],
                         outputs=[("scores", "VHS_SCORES"), ("report", "STRING")], pos=(780, 300),
                         api_inputs=dict(score_mode="reference"))
@@ -76,9 +89,7 @@ def build(kind: str, budget: int, n: int, geneval: float) -> tuple[dict, dict, s
                 f"{next(v for b, v, _ in VHS_SETUPS if b == budget)} at the same budget: "
                 f"{next(g for b, _, g in VHS_SETUPS if b == budget)}).\n\n"
                 f"Models: models/sana/{SANA_NAME}, models/vhs/{CLIP_NAME} (with its CLIP tower in vision_tower/).")
-        verifier_loader = Node(3, "MLLMVerifierLoaderVHS", [CLIP_NAME, "auto", "auto"],
-                               outputs=[("verifier", "MLLM_VERIFIER")], pos=(0, 420), size=(360, 130),
-                               api_inputs=dict(verifier_name=CLIP_NAME, dtype="auto", device="auto"))
+        verifier_loader = verifier_loader_node(3, "MLLMVerifierLoaderVHS", CLIP_NAME, (0, 420))
         verifier = Node(4, "MLLMVerifierCLIPVHS", ["reference"],
                         inputs=[("model", "SANA_SPRINT"), ("verifier", "MLLM_VERIFIER"), ("hidden", "VHS_HIDDEN")],
                         outputs=[("scores", "VHS_SCORES"), ("report", "STRING")], pos=(780, 300),
@@ -86,9 +97,7 @@ def build(kind: str, budget: int, n: int, geneval: float) -> tuple[dict, dict, s
         links_in = {"model": [(1, 0)], "verifier": [(3, 0)], "hidden": [(2, 0)]}
 
     nodes = [
-        Node(1, "SanaSprintLoaderVHS", [SANA_NAME, "auto", "auto"], outputs=[("model", "SANA_SPRINT")], pos=(0, 120),
-             size=(360, 130),
-             api_inputs=dict(model_name=SANA_NAME, dtype="auto", device="auto")),
+        sana_loader(),
         Node(2, "SanaSprintHiddenSamplerVHS", sw, inputs=[("model", "SANA_SPRINT")], outputs=[("hidden", "VHS_HIDDEN")],
              pos=(400, 60), size=(340, 360), api_inputs=sn),
         verifier_loader,
@@ -139,7 +148,7 @@ def _assemble(nodes: list[Node], edges: list, stem: str, uid: str) -> tuple[dict
         ui_nodes.append(entry)
     workflow = {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, uid)), "revision": 0,
-        "last_node_id": len(nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links, "groups": [],
+        "last_node_id": max(n.id for n in nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links, "groups": [],
         "config": {}, "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}}, "version": 0.4,
     }
     api = {}
@@ -155,7 +164,6 @@ def _assemble(nodes: list[Node], edges: list, stem: str, uid: str) -> tuple[dict
     return workflow, api, stem
 
 
-
 def build_budget(budget: int, n_paper: int, geneval: float) -> tuple[dict, dict, str]:
     """The budget twin of a VHS setup: N is not fixed but measured to fit `budget` ms on the user's machine."""
     note = (f"VHS with a {budget} ms budget, measured on your machine\n\n"
@@ -168,10 +176,8 @@ def build_budget(budget: int, n_paper: int, geneval: float) -> tuple[dict, dict,
     named = dict(prompt=PROMPT, seed=SEED, budget_ms=budget, layer=LAYER, width=1024, height=1024, max_candidates=64,
                  threshold=0.0, score_mode="normalized", remeasure=False)
     nodes = [
-        Node(1, "SanaSprintLoaderVHS", [SANA_NAME, "auto", "auto"], outputs=[("model", "SANA_SPRINT")], pos=(0, 120),
-             size=(360, 130), api_inputs=dict(model_name=SANA_NAME, dtype="auto", device="auto")),
-        Node(3, "VHSVerifierLoader", [VHS_NAME, "auto", "auto"], outputs=[("verifier", "VHS_VERIFIER")], pos=(0, 300),
-             size=(360, 130), api_inputs=dict(verifier_name=VHS_NAME, dtype="auto", device="auto")),
+        sana_loader(),
+        verifier_loader_node(3, "VHSVerifierLoader", VHS_NAME, (0, 300)),
         Node(2, "VHSBestOfNTimeBudget", widgets, inputs=[("model", "SANA_SPRINT"), ("verifier", "VHS_VERIFIER")],
              outputs=[("winner", "VHS_HIDDEN"), ("candidates", "VHS_HIDDEN"), ("scores", "VHS_SCORES"),
                       ("report", "STRING"), ("n", "INT")], pos=(400, 60), size=(360, 420), api_inputs=named),
@@ -188,12 +194,63 @@ def build_budget(budget: int, n_paper: int, geneval: float) -> tuple[dict, dict,
     return _assemble(nodes, edges, f"vhs_budget_{budget}ms", f"comfyui-vhs/budget/{budget}")
 
 
+CASCADE = (9, 3)  # VHS scores N=9 (its 1100 ms setup) and keeps 3; the CLIP verifier re-ranks only those 3
+
+
+def build_cascade(n: int = CASCADE[0], k: int = CASCADE[1]) -> tuple[dict, dict, str]:
+    """VHS prunes N candidates to k on hidden states; the pixel-space CLIP verifier re-ranks the k decoded survivors."""
+    note = (f"Cascade: VHS Best-of-{n}, then a CLIP re-rank of its top {k} (beyond the paper)\n\n"
+            f"All {n} candidates stop at DiT block l*={LAYER} and the VHS verifier scores their hidden states (the "
+            f"paper's 1100 ms setup). Best-of-N Select keeps the {k} best; only those run the rest of the DiT and the "
+            f"DC-AE decode, for the MLLM w/ CLIP verifier to re-rank in pixel space. A second Best-of-N Select keeps "
+            f"the CLIP favourite; Decode Winner finishes it. The saved PNG names both verifiers and N={n}.\n\n"
+            f"Cost: the 1100 ms VHS setup plus the CLIP path (finish, decode, CLIP, LLM) for {k} candidates; the "
+            f"550 ms CLIP baseline runs that path for {CLIP_SETUPS[0][1]}. The paper has no GenEval figure for it.\n\n"
+            f"Models: models/sana/{SANA_NAME}, models/vhs/{VHS_NAME}, models/vhs/{CLIP_NAME}.")
+    sw, sn = sampler_widgets(n, LAYER)
+    select = [("winners", "VHS_HIDDEN"), ("report", "STRING"), ("winner_index", "INT"), ("latent", "LATENT")]
+    select_in = [("hidden", "VHS_HIDDEN"), ("scores", "VHS_SCORES"), ("model", "SANA_SPRINT")]
+    scores_out = [("scores", "VHS_SCORES"), ("report", "STRING")]
+    nodes = [
+        sana_loader(),
+        Node(2, "SanaSprintHiddenSamplerVHS", sw, inputs=[("model", "SANA_SPRINT")], outputs=[("hidden", "VHS_HIDDEN")],
+             pos=(400, 60), size=(340, 360), api_inputs=sn),
+        verifier_loader_node(3, "VHSVerifierLoader", VHS_NAME, (0, 340)),
+        Node(4, "VHSVerifier", ["reference"], inputs=[("verifier", "VHS_VERIFIER"), ("hidden", "VHS_HIDDEN")],
+             outputs=scores_out, pos=(780, 300), api_inputs=dict(score_mode="reference")),
+        Node(5, "VHSBestOfNSelect", [k, -1], inputs=select_in, outputs=select, pos=(1120, 120),
+             title=f"VHS keeps the top {k}", api_inputs=dict(k=k, override_index=-1)),
+        verifier_loader_node(10, "MLLMVerifierLoaderVHS", CLIP_NAME, (780, 500)),
+        Node(11, "MLLMVerifierCLIPVHS", ["reference"],
+             inputs=[("model", "SANA_SPRINT"), ("verifier", "MLLM_VERIFIER"), ("hidden", "VHS_HIDDEN")],
+             outputs=scores_out, pos=(1460, 300), title=f"CLIP re-ranks the {k}",
+             api_inputs=dict(score_mode="reference")),
+        Node(12, "VHSBestOfNSelect", [1, -1], inputs=select_in, outputs=select, pos=(1800, 120),
+             title="CLIP's choice", api_inputs=dict(k=1, override_index=-1)),
+        Node(6, "VHSDecodeWinner", [], inputs=[("model", "SANA_SPRINT"), ("hidden", "VHS_HIDDEN")],
+             outputs=[("image", "IMAGE"), ("latent", "LATENT")], pos=(2140, 120)),
+        Node(7, "VHSSaveImageWithScores", [f"VHS/vhs_cascade_best_of_{n}_clip_top_{k}"],
+             inputs=[("images", "IMAGE"), ("winners", "VHS_HIDDEN")], pos=(2480, 120), size=(400, 440),
+             api_inputs=dict(filename_prefix=f"VHS/vhs_cascade_best_of_{n}_clip_top_{k}")),
+        Node(8, "PreviewAny", [], inputs=[("source", "*")], pos=(2140, 360), size=(320, 200), title="Ranking"),
+        Node(9, "Note", [note], pos=(0, 700), size=(760, 280), title=f"Cascade: VHS Best-of-{n}, CLIP re-rank of {k}"),
+    ]
+    edges = [((1, 0), (2, "model")), ((3, 0), (4, "verifier")), ((2, 0), (4, "hidden")),
+             ((2, 0), (5, "hidden")), ((4, 0), (5, "scores")),
+             ((1, 0), (11, "model")), ((10, 0), (11, "verifier")), ((5, 0), (11, "hidden")),
+             ((5, 0), (12, "hidden")), ((11, 0), (12, "scores")),
+             ((1, 0), (6, "model")), ((12, 0), (6, "hidden")), ((6, 0), (7, "images")), ((12, 0), (7, "winners")),
+             ((12, 1), (8, "source"))]
+    return _assemble(nodes, edges, f"vhs_cascade_best_of_{n}_clip_top_{k}", "comfyui-vhs/cascade")
+
+
 def main() -> list[str]:
     written = []
     os.makedirs(os.path.join(HERE, "api"), exist_ok=True)
     builds = [build(kind, budget, n, geneval) for kind, setups in (("vhs", VHS_SETUPS), ("mllm_clip", CLIP_SETUPS))
               for budget, n, geneval in setups]
     builds += [build_budget(budget, n, geneval) for budget, n, geneval in VHS_SETUPS]
+    builds.append(build_cascade())
     for workflow, api, stem in builds:
         for path, data in ((os.path.join(HERE, f"{stem}.json"), workflow),
                                (os.path.join(HERE, "api", f"{stem}.json"), api)):
