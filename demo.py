@@ -23,6 +23,7 @@ if ROOT not in sys.path:
 
 from models import SanaSprint, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
 from models.embedded import demo_settings, embedded_model, is_shapeworld  # noqa: E402
+from models.precision import STORAGE_DTYPES  # noqa: E402
 
 logger = logging.getLogger("vhs.demo")
 DEFAULT_PROMPT = "a photo of a triangle and a circle"  # a held-out ShapeWorld prompt
@@ -79,6 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"],
                         help="default bf16 on GPU, fp32 on CPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--weight-storage", default="default", choices=list(STORAGE_DTYPES),
+                        help="fp8_e4m3fn / fp8_e5m2: keep linear weights in 8 bits, upcast per layer")
+    parser.add_argument("--offload-text-encoder", action="store_true",
+                        help="keep Gemma-2 on the CPU except while it encodes the prompt")
     parser.add_argument("--out", default=os.path.join(ROOT, "out", "demo"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -92,8 +97,10 @@ def main(argv: list[str] | None = None) -> dict:
     verifier_path = args.verifier or embedded_model("hidden")
     size = args.size or (demo_settings()["width"] if embedded else 1024)
 
-    model = SanaSprint.from_pretrained(sana_path, dtype=dtype, device=args.device)
-    verifier = VHSVerifier.from_pretrained(verifier_path, dtype=dtype, device=args.device)
+    model = SanaSprint.from_pretrained(sana_path, dtype=dtype, device=args.device, weight_storage=args.weight_storage,
+                                       text_encoder_offload=args.offload_text_encoder)
+    verifier = VHSVerifier.from_pretrained(verifier_path, dtype=dtype, device=args.device,
+                                           weight_storage=args.weight_storage)
     layer = verifier.spec.layer if args.layer is None else args.layer
 
     t0 = time.perf_counter()
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     contact_sheet(all_images, labels, indices[0]).save(os.path.join(args.out, "candidates.png"))
     summary = {
         "prompt": args.prompt, "n": args.n, "layer": layer, "size": size, "device": args.device, "dtype": dtype,
+        "weight_storage": args.weight_storage, "text_encoder_offload": args.offload_text_encoder,
         "sana": sana_path, "verifier": verifier_path, "seeds": list(hidden.seeds),
         "scores": [round(float(s), 6) for s in scores.scores], "p_yes": [round(float(p), 6) for p in scores.p_yes],
         "winner": indices[0], "winner_seed": winner.seeds[0], "winner_score": values[0],

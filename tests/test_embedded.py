@@ -43,3 +43,6 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert (tmp_path / "winner.png").exists() and (tmp_path / "candidates.png").exists()
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["size"] == 64 and len(saved["judge"]) == 4 and summary["winner_correct"] in (True, False)
+    low = demo.main(["--n", "4", "--out", str(tmp_path / "fp8"), "--weight-storage", "fp8_e4m3fn",
+                     "--offload-text-encoder"])
+    assert len(low["scores"]) == 4 and low["seeds"] == summary["seeds"]
