@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
 import torch
 
@@ -75,15 +76,32 @@ class SanaSprintHiddenSampler:
                            demo["width"], demo["height"], demo["layer"], width, height, layer)
             width, height, layer = demo["width"], demo["height"], demo["layer"]
         total = (steps - 1) * model.num_layers + layer + 1
-        comfy.use(model, "text_encoder")
-        emb = model.encode_prompt(prompt)
-        if getattr(model, "release_text_encoder", False):
-            comfy.release(model, "text_encoder")
+        emb = encode_prompt_cached(model, prompt)
         comfy.use(model, "transformer")
         hidden = model.prefix(emb, seeds, layer=layer, height=height, width=width, steps=steps, guidance=guidance,
                               max_timestep=max_timestep, intermediate_timestep=intermediate_timestep,
                               callback=comfy.progress(total))
         return (hidden,)
+
+
+PROMPT_CACHE_SIZE = 8
+
+
+def encode_prompt_cached(model, prompt: str):
+    """The prompt's embedding, encoded once per model: a new seed, N or layer re-uses it without loading Gemma-2
+    again (which matters most with 'offload after encoding')."""
+    cache = model.__dict__.setdefault("_vhs_prompt_cache", OrderedDict())
+    if prompt in cache:
+        cache.move_to_end(prompt)
+        return cache[prompt]
+    comfy.use(model, "text_encoder")
+    emb = model.encode_prompt(prompt)
+    if getattr(model, "release_text_encoder", False):
+        comfy.release(model, "text_encoder")
+    cache[prompt] = emb
+    while len(cache) > PROMPT_CACHE_SIZE:
+        cache.popitem(last=False)
+    return emb
 
 
 def _score_report(scores: Scores) -> str:

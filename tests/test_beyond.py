@@ -161,3 +161,20 @@ def test_cascade_vhs_prunes_then_clip_reranks_only_the_survivors(pack, node_mode
     assert winner.extras["verifier"] == f"{verifier.name} -> {clip.name}"
     image = m["VHSDecodeWinner"]().decode(model, winner)[0]
     assert torch.allclose(image, m["VHSDecodeWinner"]().decode(model, hidden.select([index]))[0], atol=1e-6)
+
+
+def test_sampler_encodes_a_prompt_once_across_runs(node_models, res):
+    """A new seed or N re-uses the prompt's embedding: the text encoder (maybe offloaded) is not needed again."""
+    m, model, _ = node_models
+    calls = [0]
+    handle = model.pipe.text_encoder.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
+    sampler = m["SanaSprintHiddenSamplerVHS"]()
+    try:
+        first = sampler.sample(model, "three green cubes in a row", 0, 2, 1, res, res, 1, 4.5, 1.5708, 1.3)[0]
+        again = sampler.sample(model, "three green cubes in a row", 5, 3, 1, res, res, 1, 4.5, 1.5708, 1.3)[0]
+        other = sampler.sample(model, "one blue ball", 5, 3, 1, res, res, 1, 4.5, 1.5708, 1.3)[0]
+    finally:
+        handle.remove()
+    assert calls[0] == 2
+    fresh = model.prefix("three green cubes in a row", [5, 6, 7], layer=1, height=res, width=res)
+    assert torch.equal(again.hidden, fresh.hidden) and first.seeds == (0, 1) and other.prompt == "one blue ball"
