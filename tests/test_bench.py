@@ -24,6 +24,7 @@ def test_tiny_benchmark_writes_json_markdown_and_plot(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     tiny = json.loads((tmp_path / "results.json").read_text())["tiny"]
     assert tiny["device"] == "cpu" and tiny["dtype"] == "fp32"
+    assert set(tiny["timing"]["ms"]) == {"vhs", "mllm_clip", "mllm_ae", "vhs_reference_style"}
     flops = result["tiny"]["flops_per_candidate"]
     assert flops["vhs"] < flops["mllm_ae"] < flops["mllm_clip"]
     ns = [row["n_vhs"] for row in tiny["paper_shaped_budgets"]]
@@ -84,3 +85,26 @@ def test_measure_costs_with_an_injected_clock(sana, hidden_verifier, res):
     assert cost.encode_ms == 0 and cost.winner_ms == 0
     with pytest.raises(InputError, match="probe"):
         measure_costs(sana, hidden_verifier, "a cat", 1, res, res, probe=(3, 3))
+
+
+def test_gpu_timing_summary_fits_costs_budgets_and_share_of_peak():
+    """The real-size GPU path (never run on CI): whole-run times at several N become a per-candidate cost, the N that
+    fits each budget and the share of the bf16 peak, and render as markdown."""
+    import benchmark
+
+    ms = {"vhs": {1: 110.0, 2: 120.0, 4: 140.0, 8: 180.0}, "mllm_clip": {1: 150.0, 2: 200.0, 4: 300.0, 8: 500.0},
+          "mllm_ae": {1: 120.0, 2: 140.0, 4: 180.0, 8: 260.0}, "vhs_reference_style": {1: 300.0, 2: 500.0, 4: 900.0,
+                                                                                          8: 1700.0}}
+    flops = {"vhs": 2.1086e12, "mllm_clip": 12.2417e12, "mllm_ae": 3.8808e12}
+    peak = benchmark.bf16_peak("NVIDIA H100 80GB HBM3")
+    summary = benchmark.timing_summary(ms, flops, [550, 1100, 1650], peak)
+    vhs = summary["vhs"]
+    assert vhs["per_candidate_ms"] == pytest.approx(10.0) and vhs["fixed_ms"] == pytest.approx(100.0)
+    assert vhs["n_for_budget"] == {550: 45, 1100: 100, 1650: 155}
+    assert vhs["achieved_tflops"] == pytest.approx(210.86) and vhs["share_of_peak"] == pytest.approx(210.86 / 989.4)
+    assert summary["mllm_clip"]["n_for_budget"][550] == 9 and "vhs_reference_style" not in summary
+    memory = {p: {n: 1000.0 * n for n in ms["vhs"]} for p in ms}
+    md = "\n".join(benchmark.timing_lines({"device": "NVIDIA H100 80GB HBM3", "dtype": "bf16", "ms": ms,
+                                           "peak_memory_mb": memory, "summary": summary}))
+    assert "| vhs | 10.00 | 100.0 | 211 | 21.3% | 45 | 100 | 155 |" in md
+    assert benchmark.bf16_peak("some unknown GPU") is None
