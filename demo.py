@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from models import SanaSprint, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
+from models import SanaSprint, VHSError, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
 from models.embedded import demo_settings, embedded_model, is_shapeworld  # noqa: E402
 from models.precision import STORAGE_DTYPES  # noqa: E402
 
@@ -89,8 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
 
+    if bool(args.sana) != bool(args.verifier):
+        parser.error("give both --sana and --verifier (a verifier reads one model's hidden states), or neither for "
+                     "the embedded demo")
     embedded = not args.sana
-    if embedded or not args.verifier:
+    if embedded:
         logger.info("no real weights given: using the embedded %s models",
                     "ShapeWorld" if is_shapeworld() else "tiny random")
     sana_path = args.sana or embedded_model("sana")
@@ -144,4 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VHSError as e:  # bad input or a bad model folder: one clear line, no traceback
+        logger.error("demo: %s", e)
+        sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 
@@ -46,3 +47,16 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     low = demo.main(["--n", "4", "--out", str(tmp_path / "fp8"), "--weight-storage", "fp8_e4m3fn",
                      "--offload-text-encoder"])
     assert len(low["scores"]) == 4 and low["seeds"] == summary["seeds"]
+
+
+def test_demo_bad_input_is_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+
+    demo_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo.py")
+    out = subprocess.run([sys.executable, demo_py, "--n", "0", "--out", str(tmp_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and "number of candidates must be between 1 and" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "result.json").exists()
+    half = subprocess.run([sys.executable, demo_py, "--sana", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert half.returncode == 2 and "give both --sana and --verifier" in half.stderr
