@@ -30,7 +30,7 @@ from models import PromptEmbedding, SanaSprint, VHSVerifier  # noqa: E402
 from models.budget import CostModel, best_of_1_ms, measure_costs  # noqa: E402
 from models.features import HiddenFeatures  # noqa: E402
 from models.fixtures import TINY_LAYER, TINY_RESOLUTION, build_tiny_bundle  # noqa: E402
-from models.precision import store_weights_in, weight_bytes  # noqa: E402
+from models.precision import STORAGE_DTYPES, store_weights_in, weight_bytes  # noqa: E402
 from models.verifier import VHS_INSTRUCTION, VerifierSpec, build_connector  # noqa: E402
 
 logger = logging.getLogger("vhs.bench")
@@ -275,7 +275,9 @@ def resident_weights(model: SanaSprint, verifiers: dict, clip, text_encoder) -> 
 def timing_lines(timing: dict) -> list[str]:
     """Markdown for real-size timings: whole-run ms per N, peak memory, and the fitted summary."""
     ms, mem, summ = timing["ms"], timing["peak_memory_mb"], timing["summary"]
+    storage = timing.get("weight_storage", "default")
     lines = ["", f"Measured on {timing['device']} ({timing['dtype']}{', torch.compile' if timing.get('compiled') else ''}"
+                 f"{', weights stored as ' + storage if storage != 'default' else ''}"
                  f", random weights, 1024 px, l*=7):", "",
              "| N | " + " | ".join(f"{p} ms" for p in ms) + " | " + " | ".join(f"{p} peak MB" for p in PIPELINES) + " |",
              "|---" * (len(ms) + len(PIPELINES) + 1) + "|"]
@@ -373,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budgets", default="550,1100,1650")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks, decoder and LLM layers")
+    parser.add_argument("--weight-storage", default="default", choices=list(STORAGE_DTYPES),
+                        help="with --timing: fp8 weight storage for the DiT, Gemma-2, Qwen2 and CLIP (as the loaders)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -406,6 +410,8 @@ def main(argv: list[str] | None = None) -> dict:
                         pc["vhs"] / 1e9, pc["mllm_clip"] / 1e9, 100 * pc["vhs"] / pc["mllm_clip"], pc["mllm_ae"] / 1e9)
             if args.timing and dev.type == "cuda":
                 model, verifiers, clip, text_encoder = real_models(name, args.device, torch.bfloat16)
+                for module in (model.transformer, text_encoder, clip, *(v.llm for v in verifiers.values())):
+                    store_weights_in(module, args.weight_storage, torch.bfloat16)
                 if args.compile:
                     model.compile()
                     for v in verifiers.values():
@@ -414,6 +420,7 @@ def main(argv: list[str] | None = None) -> dict:
                 summary = timing_summary(timing["ms"], report["per_candidate"], budgets,
                                          bf16_peak(torch.cuda.get_device_name(dev)))
                 result["real"][name]["timing"] = {"device": machine, "dtype": "bf16", "compiled": args.compile,
+                                                  "weight_storage": args.weight_storage,
                                                   **timing, "summary": summary}
                 del model, verifiers, clip, text_encoder
                 torch.cuda.empty_cache()

@@ -17,7 +17,8 @@ TEXT_ENCODER = ["keep loaded", "offload after encoding"]
 _STORAGE_TIP = ("How the weights are kept in memory. fp8_e4m3fn / fp8_e5m2 store linear layers in 8 bits (about half "
                 "the memory of bf16) and upcast each layer to the compute dtype while it runs; norms and embeddings "
                 "stay in the compute dtype. default: the compute dtype.")
-_DTYPE_TIP = "Weights precision. auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on the CPU."
+_DTYPE_TIP = ("Compute precision (and the weights', unless weight_storage says fp8). auto: bf16 on GPUs that support "
+              "it, fp16 on other GPUs, fp32 on the CPU.")
 _DEVICE_TIP = "auto follows ComfyUI's device choice (--cpu, --gpu-only, ...); cpu forces the CPU."
 
 
