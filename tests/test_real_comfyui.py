@@ -6,10 +6,12 @@ tests skip, saying so; on CI (CI=true) a missing ComfyUI is a failure, never a s
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 from PIL import Image
@@ -67,6 +69,11 @@ def test_workflow_templates_are_served(server):
     templates = get_json(f"{server.url}/workflow_templates")
     names = set(templates.get(PACK_DIR_NAME, []))
     assert {os.path.splitext(os.path.basename(p))[0] for p in workflow_files()} == names
+    for name in names:  # the template browser's card image for each workflow
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.jpg", timeout=10) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
+            with Image.open(io.BytesIO(r.read())) as im:
+                assert im.format == "JPEG" and im.width >= 256
 
 
 def _errors(entry: dict) -> str:

@@ -6,7 +6,8 @@ Not part of CI. Needs `apt-get install chromium` and `pip install playwright` (n
 drives /usr/bin/chromium). Tiny models are installed under the real model names so the graphs validate.
 For each workflow it: loads it with app.loadGraphData, checks every node type is registered in the page,
 converts it with the frontend's own app.graphToPrompt, asks the server to validate it (POST /prompt; the
-queued run is then cancelled), and saves a screenshot.
+queued run is then cancelled), and saves a screenshot (docs/screenshots/) and a thumbnail (workflows/<name>.jpg,
+the card image of ComfyUI's template browser).
 """
 
 from __future__ import annotations
@@ -44,19 +45,25 @@ def _dismiss_banners(page) -> None:
     page.wait_for_timeout(300)
 
 
-def _save_small(page, path: str) -> None:
-    """A screenshot reduced to a small palette PNG for the README."""
+def _save_small(page, path: str, thumbnail: str | None = None) -> None:
+    """A screenshot reduced to a small palette PNG for the README, and optionally a JPEG thumbnail of the graph
+    alone (the template browser shows <workflow>.jpg next to <workflow>.json as its card image)."""
     import io
 
     from PIL import Image
 
     with Image.open(io.BytesIO(page.screenshot())) as im:
         im = im.convert("RGB")
+        if thumbnail:
+            card = im.crop((60, 95, 1260, 770))  # the graph: no side bar, tab strip, run button or minimap
+            card.thumbnail((512, 288))
+            card.save(thumbnail, quality=82, optimize=True)
         im.thumbnail((1200, 700))
         im.quantize(colors=128).save(path, optimize=True)
 
 
-def check(comfyui: str, out: str, workflows: list[str], width: int = 1600, height: int = 860) -> list[str]:
+def check(comfyui: str, out: str, workflows: list[str], width: int = 1600, height: int = 860,
+          thumbnails: bool = True) -> list[str]:
     from playwright.sync_api import sync_playwright
 
     problems: list[str] = []
@@ -94,7 +101,8 @@ def check(comfyui: str, out: str, workflows: list[str], width: int = 1600, heigh
                 page.evaluate("() => { const ds = window.app.canvas.ds; ds.scale = 0.6; ds.offset = [110, 150];"
                               " window.app.graph.setDirtyCanvas(true, true); }")
                 page.wait_for_timeout(400)
-                _save_small(page, os.path.join(out, f"{name}.png"))
+                _save_small(page, os.path.join(out, f"{name}.png"),
+                            os.path.splitext(path)[0] + ".jpg" if thumbnails else None)
             for name, prompt in prompts.items():
                 status, body = server.queue(prompt)
                 post_json(f"{server.url}/interrupt", {})
@@ -111,11 +119,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--comfyui", default=os.environ.get("VHS_COMFYUI"), required=not os.environ.get("VHS_COMFYUI"))
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "screenshots"))
+    parser.add_argument("--no-thumbnails", action="store_true",
+                        help="do not (re)write workflows/<name>.jpg, the template browser's card images")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     wf_dir = os.path.join(ROOT, "workflows")
     workflows = sorted(os.path.join(wf_dir, f) for f in os.listdir(wf_dir) if f.endswith(".json"))
-    problems = check(args.comfyui, args.out, workflows)
+    problems = check(args.comfyui, args.out, workflows, thumbnails=not args.no_thumbnails)
     for p in problems:
         logger.error(p)
     logger.info("%d workflows, %d problems; screenshots in %s", len(workflows), len(problems), args.out)
