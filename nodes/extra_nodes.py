@@ -126,6 +126,9 @@ class CandidatePreview:
     def preview(self, hidden, scores, mode, size, model=None):
         hidden = _expect(hidden, HiddenStates, "Candidate Preview")
         scores = _expect(scores, Scores, "Candidate Preview")
+        if tuple(scores.indices) != tuple(hidden.indices):
+            raise InputError(f"the scores belong to other candidates ({len(scores)} scores for {len(hidden)} "
+                             "candidates): connect the scores of these same candidates")
         order = scores.ranking()
         if mode == "decode":
             if model is None:

@@ -112,6 +112,8 @@ def test_candidate_preview(node_models, res):
     assert cheap.shape == decoded.shape == (3, 96, 96, 3) and calls[0] == 1
     with pytest.raises(ValueError, match="need the SANA-Sprint model"):
         m["VHSCandidatePreview"]().preview(hidden, scores, "decode", 96)
+    with pytest.raises(ValueError, match="scores belong to other candidates"):
+        m["VHSCandidatePreview"]().preview(hidden.select([0, 1]), scores, "hidden map", 96)
 
 
 def test_scores_are_saved_in_png_text_chunks_next_to_comfyuis(pack, node_models, res, tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -159,3 +161,16 @@ def test_progress_and_cancel(pack, loaded, res, monkeypatch):
     with pytest.raises(Interrupted):
         sample(pack, model, res, layer=3)
     assert ticks == [], "cancel must stop at the first block"
+
+
+def test_every_node_has_a_help_page_naming_its_inputs_and_outputs(pack):
+    """web/docs/<node id>.md is what ComfyUI's node-docs panel shows; it must cover every socket and widget."""
+    web = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), pack.WEB_DIRECTORY, "docs")
+    assert sorted(f[:-3] for f in os.listdir(web) if f.endswith(".md")) == sorted(pack.NODE_CLASS_MAPPINGS)
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        with open(os.path.join(web, f"{node_id}.md"), encoding="utf-8") as f:
+            text = f.read()
+        assert text.startswith(f"# {pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]}\n"), node_id
+        names = [n for n, _, _ in node_inputs(cls)] + list(getattr(cls, "RETURN_NAMES", ()))
+        missing = [n for n in names if f"**{n}**" not in text]
+        assert not missing, f"{node_id}.md does not describe {missing}"

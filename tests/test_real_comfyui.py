@@ -76,6 +76,13 @@ def test_workflow_templates_are_served(server):
                 assert im.format == "JPEG" and im.width >= 256
 
 
+def test_node_help_pages_are_served(server, pack):
+    """The node-docs panel fetches /extensions/<pack>/docs/<node>.md (after trying a per-locale file)."""
+    for node_id, display in pack.NODE_DISPLAY_NAME_MAPPINGS.items():
+        with urllib.request.urlopen(f"{server.url}/extensions/{PACK_DIR_NAME}/docs/{node_id}.md", timeout=10) as r:
+            assert r.status == 200 and r.read().decode("utf-8").startswith(f"# {display}\n")
+
+
 def _errors(entry: dict) -> str:
     """The node and message of each execution error in a history entry (no tensors, no tracebacks)."""
     return "; ".join(f"{m[1].get('node_type')}: {m[1].get('exception_type')}: {m[1].get('exception_message', '').strip()}"
