@@ -132,9 +132,9 @@ class SanaSprint:
         pipe.set_progress_bar_config(disable=True)
         for name in ("transformer", "text_encoder"):
             store_weights_in(getattr(pipe, name), weight_storage, torch_dtype)
-        pipe.to(device)
-        if text_encoder_offload:
-            pipe.text_encoder.to("cpu")
+        pipe.transformer.to(device)
+        pipe.vae.to(device)
+        pipe.text_encoder.to("cpu" if text_encoder_offload else device)  # offloaded: it visits `device` per prompt
         logger.info("loaded SANA-Sprint from %s (%s, %s)", path, torch_dtype, device)
         key = f"{os.path.abspath(path)}|{torch_dtype}|{weight_storage}"
         return cls(pipe, key=key, text_encoder_offload=text_encoder_offload)

@@ -511,6 +511,6 @@ def select_top_k(hidden: HiddenStates, scores: Scores, k: int = 1,
     if "n_candidates" in prior:  # a cascade: an earlier verifier kept these candidates, this one re-ranks them
         extras.update(verifier=f"{prior['verifier']} -> {scores.verifier}", n_candidates=prior["n_candidates"],
                       pruned_to=len(hidden))
-    extras.update({k: prior[k] for k in ("budget_ms",) if k in prior})
+    extras.update({key: prior[key] for key in ("budget_ms",) if key in prior})
     selected = replace(hidden.select(order, scores=chosen), extras=extras)
     return selected, [hidden.indices[i] for i in order], [float(s) for s in chosen]
