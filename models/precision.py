@@ -47,6 +47,12 @@ def resolve_storage(storage: str | torch.dtype | None) -> torch.dtype | None:
     return dtype
 
 
+def check_storage_device(storage: str | torch.dtype | None, device: str | torch.device) -> None:
+    """fp8 tensors cannot live on Apple's MPS backend: say so before anything is loaded."""
+    if resolve_storage(storage) is not None and torch.device(device).type == "mps":
+        raise InputError(f"fp8 weight storage ({storage}) is not supported on Apple MPS; choose 'default'")
+
+
 def store_weights_in(module: torch.nn.Module, storage: str | torch.dtype | None, compute: torch.dtype) -> int:
     """Keep `module`'s linear/conv weights in `storage` (e.g. fp8) and compute in `compute`; returns the number
     of layers cast (0 when storage is the default)."""

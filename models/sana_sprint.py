@@ -20,7 +20,7 @@ import torch
 
 from .errors import InputError, ModelFolderError
 from .hidden import HiddenStates, PromptEmbedding
-from .precision import DTYPES, resolve_dtype, store_weights_in  # noqa: F401 (re-exported)
+from .precision import DTYPES, check_storage_device, resolve_dtype, store_weights_in  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class SanaSprint:
         path = os.fspath(path)
         check_sana_sprint_folder(path)
         torch_dtype = resolve_dtype(dtype)
+        check_storage_device(weight_storage, device)
         try:
             pipe = SanaSprintPipeline.from_pretrained(path, **_dtype_kwarg(torch_dtype), local_files_only=True)
         except (OSError, ValueError, KeyError) as e:

@@ -32,7 +32,7 @@ from torch import nn
 from .errors import InputError, ModelFolderError
 from .features import ClipFeatures, HiddenFeatures, find_stats_files, latent_tokens, load_stats
 from .hidden import HiddenStates, Scores
-from .precision import resolve_dtype, store_weights_in
+from .precision import check_storage_device, resolve_dtype, store_weights_in
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ class VHSVerifier:
         if not files:
             raise ModelFolderError(path, "verifier folder has no model.safetensors (or model.safetensors.index.json)")
         torch_dtype = resolve_dtype(dtype)
+        check_storage_device(weight_storage, device)
 
         qcfg = Qwen2Config(**{k: v for k, v in cfg.items() if k not in _NOT_QWEN_KEYS})
         verbosity = hf_logging.get_verbosity()

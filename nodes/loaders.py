@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..models import SanaSprint, VHSVerifier
-from ..models.precision import STORAGE_DTYPES
+from ..models.precision import STORAGE_DTYPES, check_storage_device
 from . import comfy
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ STORAGES = list(STORAGE_DTYPES)
 TEXT_ENCODER = ["keep loaded", "offload after encoding"]
 _STORAGE_TIP = ("How the weights are kept in memory. fp8_e4m3fn / fp8_e5m2 store linear layers in 8 bits (about half "
                 "the memory of bf16) and upcast each layer to the compute dtype while it runs; norms and embeddings "
-                "stay in the compute dtype. default: the compute dtype.")
+                "stay in the compute dtype (not on Apple MPS). default: the compute dtype.")
 _DTYPE_TIP = ("Compute precision (and the weights', unless weight_storage says fp8). auto: bf16 on GPUs that support "
               "it, fp16 on other GPUs, fp32 on the CPU.")
 _DEVICE_TIP = "auto follows ComfyUI's device choice (--cpu, --gpu-only, ...); cpu forces the CPU."
@@ -82,6 +82,7 @@ class SanaSprintLoader:
         path, demo = _resolve(model_name, comfy.sana_models(), self.EMBEDDED, "SANA-Sprint model", "models/sana/",
                               fallback="sana")
         dev, dt = _device_dtype(device, dtype)
+        check_storage_device(weight_storage, dev)  # the device ComfyUI will load to, not where loading starts
         managed = comfy.manage({}, device) is not None  # inside ComfyUI: weights start on the offload device
         offload = text_encoder == "offload after encoding"
         model = SanaSprint.from_pretrained(path, dtype="fp32" if demo else dt, device="cpu" if managed else dev,
@@ -121,6 +122,7 @@ class _VerifierLoaderBase:
         if demo:
             dtype = "fp32"
         dev, dt = _device_dtype(device, dtype)
+        check_storage_device(weight_storage, dev)
         managed = comfy.manage({}, device) is not None
         verifier = VHSVerifier.from_pretrained(path, dtype=dt, device="cpu" if managed else dev,
                                                weight_storage=weight_storage)

@@ -49,6 +49,14 @@ def test_loaders_refuse_the_wrong_verifier_kind(pack):
         m["MLLMVerifierLoaderVHS"]().load("vhs-hidden-verifier", "fp32", "cpu")
 
 
+def test_fp8_on_apple_mps_is_refused_before_loading(pack, monkeypatch):
+    m = nodes(pack)
+    monkeypatch.setattr(pack.nodes.comfy, "torch_device", lambda policy: torch.device("mps"))
+    with pytest.raises(ValueError, match="not supported on Apple MPS"):
+        m["SanaSprintLoaderVHS"]().load("Sana_Sprint_1.6B_1024px_diffusers", "fp16", "auto", "fp8_e4m3fn")
+    with pytest.raises(ValueError, match="not supported on Apple MPS"):
+        m["VHSVerifierLoader"]().load("vhs-hidden-verifier", "fp16", "auto", "fp8_e5m2")
+
 
 def test_missing_models_fall_back_to_the_embedded_demo(pack, res, caplog):
     """A workflow naming models this machine lacks still runs: the embedded demo model stands in, with a warning."""

@@ -214,6 +214,8 @@ def test_fp8_weight_storage_halves_memory_and_keeps_the_split_exact(bundle, sana
     assert torch.nn.functional.cosine_similarity(latents.flatten(), full.flatten(), dim=0) > 0.98
     with pytest.raises(InputError, match="unknown weight storage"):
         SanaSprint.from_pretrained(bundle["sana"], dtype="fp32", weight_storage="int3")
+    with pytest.raises(InputError, match="not supported on Apple MPS"):
+        SanaSprint.from_pretrained(bundle["sana"], dtype="fp16", device="mps", weight_storage="fp8_e4m3fn")
 
 
 def test_text_encoder_offload_visits_the_device_only_to_encode(bundle, res, monkeypatch):
