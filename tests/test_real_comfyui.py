@@ -158,6 +158,14 @@ def test_models_live_under_comfyui_model_management(server, object_info, res):
         if "seed" in node["inputs"]:
             node["inputs"]["seed"] = 54321
     assert server.run(prompt)["status"]["status_str"] == "success", "models must reload after being freed"
+    for node in prompt.values():  # and once more through POST /prompt with the memory options on
+        if "weight_storage" in node["inputs"]:
+            node["inputs"]["weight_storage"] = "fp8_e4m3fn"
+        if "text_encoder" in node["inputs"]:
+            node["inputs"]["text_encoder"] = "offload after encoding"
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success", _errors(entry)
+    assert "VHS: text_encoder moved to" in server.log()
 
 
 def test_memory_options_under_comfyui_model_management(pack):
