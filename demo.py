@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="candidate i uses seed + i")
     parser.add_argument("--layer", type=int, default=None, help="DiT block l* (default: the verifier's own)")
     parser.add_argument("--size", type=int, default=None, help="image side in pixels (default 1024, embedded: 64)")
-    parser.add_argument("--sana", help="SANA-Sprint diffusers folder (default: the embedded tiny model)")
+    parser.add_argument("--sana", help="SANA-Sprint diffusers folder (default: the embedded ShapeWorld model)")
     parser.add_argument("--verifier", help="VHS verifier folder in the llava_qwen layout (default: embedded)")
     parser.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"],
                         help="default bf16 on GPU, fp32 on CPU")

@@ -107,7 +107,7 @@ def test_baseline_nodes(pack, loaded, res):
     m = nodes(pack)
     model, _ = loaded
     hidden = sample(pack, model, res, layer=3)
-    for loader_name, node_name in (("embedded-tiny CLIP verifier (demo, random weights)", "MLLMVerifierCLIPVHS"),
+    for loader_name, node_name in ((pack.nodes.comfy.EMBEDDED_CLIP, "MLLMVerifierCLIPVHS"),
                                    ("vhs-ae-verifier", "MLLMVerifierAEVHS")):
         verifier = m["MLLMVerifierLoaderVHS"]().load(loader_name, "fp32", "cpu")[0]
         scores = m[node_name]().score(model, verifier, hidden, "reference")["result"][0]

@@ -76,7 +76,7 @@ def build(kind: str, budget: int, n: int, geneval: float) -> tuple[dict, dict, s
                 f"MLLM w/ CLIP Best-of-{other} at the same budget: "
                 f"{next(g for b, _, g in CLIP_SETUPS if b == budget)}).\n\n"
                 f"Models: models/sana/{SANA_NAME}, models/vhs/{VHS_NAME} (with block_7_mean_bf16.pt and "
-                f"block_7_variance_bf16.pt). Pick 'embedded-tiny' in the loaders to try the graph without them.")
+                f"block_7_variance_bf16.pt). Without them the loaders use the embedded ShapeWorld demo models (64 px).")
         verifier_loader = verifier_loader_node(3, "VHSVerifierLoader", VHS_NAME, (0, 420))
         verifier = Node(4, "VHSVerifier", ["reference"], inputs=[("verifier", "VHS_VERIFIER"), ("hidden", "VHS_HIDDEN")],
                         outputs=[("scores", "VHS_SCORES"), ("report", "STRING")], pos=(780, 300),
@@ -88,7 +88,8 @@ def build(kind: str, budget: int, n: int, geneval: float) -> tuple[dict, dict, s
                 f"scored by the Qwen2.5-0.5B verifier.\n\nExpected GenEval overall: {geneval} (VHS Best-of-"
                 f"{next(v for b, v, _ in VHS_SETUPS if b == budget)} at the same budget: "
                 f"{next(g for b, _, g in VHS_SETUPS if b == budget)}).\n\n"
-                f"Models: models/sana/{SANA_NAME}, models/vhs/{CLIP_NAME} (with its CLIP tower in vision_tower/).")
+                f"Models: models/sana/{SANA_NAME}, models/vhs/{CLIP_NAME} (with its CLIP tower in vision_tower/). "
+                f"Without them the loaders use the embedded ShapeWorld demo models (64 px).")
         verifier_loader = verifier_loader_node(3, "MLLMVerifierLoaderVHS", CLIP_NAME, (0, 420))
         verifier = Node(4, "MLLMVerifierCLIPVHS", ["reference"],
                         inputs=[("model", "SANA_SPRINT"), ("verifier", "MLLM_VERIFIER"), ("hidden", "VHS_HIDDEN")],
@@ -206,7 +207,8 @@ def build_cascade(n: int = CASCADE[0], k: int = CASCADE[1]) -> tuple[dict, dict,
             f"the CLIP favourite; Decode Winner finishes it. The saved PNG names both verifiers and N={n}.\n\n"
             f"Cost: the 1100 ms VHS setup plus the CLIP path (finish, decode, CLIP, LLM) for {k} candidates; the "
             f"550 ms CLIP baseline runs that path for {CLIP_SETUPS[0][1]}. The paper has no GenEval figure for it.\n\n"
-            f"Models: models/sana/{SANA_NAME}, models/vhs/{VHS_NAME}, models/vhs/{CLIP_NAME}.")
+            f"Models: models/sana/{SANA_NAME}, models/vhs/{VHS_NAME}, models/vhs/{CLIP_NAME}. Without them the "
+            f"loaders use the embedded ShapeWorld demo models (64 px).")
     sw, sn = sampler_widgets(n, LAYER)
     select = [("winners", "VHS_HIDDEN"), ("report", "STRING"), ("winner_index", "INT"), ("latent", "LATENT")]
     select_in = [("hidden", "VHS_HIDDEN"), ("scores", "VHS_SCORES"), ("model", "SANA_SPRINT")]
