@@ -179,6 +179,24 @@ class SanaSprint:
         """Image sides must be multiples of this: 32 (the pipeline's rule) and the pixels per DiT token side."""
         return math.lcm(32, int(self.pipe.vae_scale_factor) * int(self.transformer.config.patch_size))
 
+    # ---------------------------------------------------------------- memory estimates
+    def activation_bytes(self, n: int, height: int, width: int) -> int:
+        """Rough upper bound of the activation memory for n candidates through the DiT at this size: per token, the
+        residual stream, q/k/v/out and the gated Mix-FFN ((5 + 3 x mlp_ratio) x width values). For memory managers
+        that free room before a run (ComfyUI's load_models_gpu(memory_required=...)), as ComfyUI's own models do."""
+        cfg = self.transformer.config
+        side = int(self.pipe.vae_scale_factor) * int(cfg.patch_size)
+        tokens = (height // side) * (width // side)
+        per_token = (5 + 3 * float(getattr(cfg, "mlp_ratio", 2.5))) * self.width
+        return int(n * tokens * per_token * _itemsize(self.dtype))
+
+    def decode_bytes(self, n: int, height: int, width: int) -> int:
+        """Rough upper bound of the DC-AE decode's activation memory for n images (its full-resolution stage holds a
+        few tensors of decoder_block_out_channels[0] channels per pixel)."""
+        vae = self.pipe.vae
+        channels = int(vae.config.decoder_block_out_channels[0])
+        return int(n * height * width * channels * 6 * _itemsize(vae.dtype))
+
     # ---------------------------------------------------------------- prompt
     def encode_prompt(self, prompt: str, max_sequence_length: int = 300) -> PromptEmbedding:
         """Encode one prompt with SANA's instruction template (as the pipeline does), once for all candidates."""
@@ -428,6 +446,10 @@ def _randn(shape: tuple[int, ...], generators: list[torch.Generator], device) ->
     from diffusers.utils.torch_utils import randn_tensor
 
     return randn_tensor(shape, generator=generators, device=torch.device("cpu"), dtype=torch.float32).to(device)
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
 def _empty_cache(device: torch.device) -> None:

@@ -342,6 +342,23 @@ class VHSVerifier:
         return self.llm.dtype
 
     # ---------------------------------------------------------------- prompt layout
+    def activation_bytes(self, hidden: HiddenStates, text_tokens: int = 128) -> int:
+        """Rough upper bound of the activation memory of scoring these candidates: the LLM over text + visual tokens
+        (per token a few hidden-size tensors and the gated MLP), plus the CLIP tower for pixel-space verifiers. For
+        memory managers that free room before a run (ComfyUI's load_models_gpu(memory_required=...))."""
+        cfg = self.llm.config
+        item = torch.empty((), dtype=self.dtype).element_size()
+        n = len(hidden)
+        if self.clip is not None:
+            vc = self.clip.model.config
+            image_tokens = (vc.image_size // vc.patch_size) ** 2
+            tower = n * (image_tokens + 1) * (4 * vc.hidden_size + 2 * vc.intermediate_size) * item
+        else:
+            image_tokens = hidden.tokens // max(1, self.spec.token_pool) ** 2 if self.kind == "hidden" else hidden.tokens
+            tower = 0
+        llm = n * (image_tokens + text_tokens) * (4 * cfg.hidden_size + 3 * cfg.intermediate_size) * item
+        return int(llm + tower)
+
     def _single_token(self, word: str) -> int:
         ids = self.tokenizer.encode(word, add_special_tokens=False)
         if not ids:

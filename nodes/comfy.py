@@ -192,16 +192,19 @@ def manage(modules: dict[str, torch.nn.Module], policy: str) -> dict[str, object
             for role, m in modules.items()}
 
 
-def use(owner, *roles: str) -> None:
-    """Before computing: let ComfyUI load these managed parts of `owner` onto their device (no-op outside ComfyUI)."""
-    patchers = getattr(owner, "patchers", None)
+def use(owner, *roles: str, memory_required: int = 0, also: tuple = ()) -> None:
+    """Before computing: let ComfyUI load these managed parts of `owner` (and of each (owner, roles) pair in `also`,
+    in the same call, so ComfyUI never frees one to make room for the other) onto their device, first freeing
+    `memory_required` bytes for the activations as it does for its own models. No-op outside ComfyUI."""
+    wanted = [(owner, roles), *also]
+    patchers = [p[r] for o, rs in wanted for r in rs if (p := getattr(o, "patchers", None)) and r in p]
     if not patchers:
         return
     import comfy.model_management as mm  # type: ignore[import-not-found]
 
     # full loads only: ComfyUI's partial (lowvram) loading leaves plain torch layers - ours - on the offload device,
     # and only its own cast-weight layers can run like that; a full load also moves root-level parameters
-    mm.load_models_gpu([patchers[r] for r in roles if r in patchers], force_full_load=True)
+    mm.load_models_gpu(patchers, memory_required=int(memory_required), force_full_load=True)
 
 
 def release(owner, *roles: str) -> None:

@@ -73,8 +73,10 @@ class BestOfNTimeBudget:
         demo = getattr(model, "demo", None)
         if demo:
             width, height, layer = demo["width"], demo["height"], demo["layer"]
-        comfy.use(model, "text_encoder", "transformer", "vae")
-        comfy.use(verifier, "llm", "connector")
+        # the largest batch the budget may run (the plan is only known after measuring)
+        need = model.activation_bytes(max_candidates, height, width) + model.decode_bytes(1, height, width)
+        comfy.use(model, "text_encoder", "transformer", "vae", memory_required=need,
+                  also=((verifier, ("llm", "connector")),))
         cost = measured_costs(model, verifier, prompt, layer, height, width, remeasure)
         run = best_of_n_within_budget(model, verifier, prompt, seed, float(budget_ms), cost, layer, height, width,
                                       threshold=threshold or None, max_n=max_candidates, mode=score_mode,
@@ -133,7 +135,9 @@ class CandidatePreview:
         if mode == "decode":
             if model is None:
                 raise InputError("'decode' previews need the SANA-Sprint model connected")
-            comfy.use(model, "transformer", "vae")
+            n, height, width = len(hidden), hidden.height, hidden.width
+            need = model.activation_bytes(n, height, width) + model.decode_bytes(n, height, width)
+            comfy.use(model, "transformer", "vae", memory_required=need)
             images = model.decode(model.suffix(hidden))
         else:
             images = hidden_maps(hidden)

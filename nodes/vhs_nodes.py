@@ -77,7 +77,7 @@ class SanaSprintHiddenSampler:
             width, height, layer = demo["width"], demo["height"], demo["layer"]
         total = (steps - 1) * model.num_layers + layer + 1
         emb = encode_prompt_cached(model, prompt)
-        comfy.use(model, "transformer")
+        comfy.use(model, "transformer", memory_required=model.activation_bytes(len(seeds), height, width))
         hidden = model.prefix(emb, seeds, layer=layer, height=height, width=width, steps=steps, guidance=guidance,
                               max_timestep=max_timestep, intermediate_timestep=intermediate_timestep,
                               callback=comfy.progress(total))
@@ -130,7 +130,7 @@ class VHSVerifierNode:
     def score(self, verifier, hidden, score_mode):
         hidden = _expect(hidden, HiddenStates, "VHS Verifier")
         comfy.check_interrupt()
-        comfy.use(verifier, "llm", "connector")
+        comfy.use(verifier, "llm", "connector", memory_required=verifier.activation_bytes(hidden))
         scores = verifier.score(None, hidden, mode=score_mode)
         return {"ui": {"text": [_score_report(scores)]}, "result": (scores, _score_report(scores))}
 
@@ -160,8 +160,12 @@ class _MLLMVerifierBase:
         if verifier.kind != self.KIND:
             raise InputError(f"{self.DISPLAY} needs a {self.KIND} verifier, got a {verifier.kind} one")
         callback = comfy.progress(model.num_layers - hidden.layer - 1)
-        comfy.use(model, "transformer", "vae")
-        comfy.use(verifier, "llm", "connector", "vision_tower")
+        n, height, width = len(hidden), hidden.height, hidden.width
+        need = model.activation_bytes(n, height, width) + verifier.activation_bytes(hidden)
+        if self.KIND == "clip":
+            need += model.decode_bytes(n, height, width)
+        comfy.use(model, "transformer", "vae", memory_required=need,
+                  also=((verifier, ("llm", "connector", "vision_tower")),))
         scores = verifier.score(model, hidden, mode=score_mode, callback=callback)
         return {"ui": {"text": [_score_report(scores)]}, "result": (scores, _score_report(scores))}
 
@@ -214,7 +218,8 @@ class BestOfNSelect:
         override = None if override_index is None or override_index < 0 else int(override_index)
         winners, indices, values = select_top_k(hidden, scores, k=int(k), override=override)
         if model is not None:
-            comfy.use(model, "transformer")
+            need = model.activation_bytes(len(winners), winners.height, winners.width)
+            comfy.use(model, "transformer", memory_required=need)
         latent = {"samples": model.suffix(winners).cpu()} if model is not None else {"samples": torch.zeros(0)}
         extras = winners.extras
         stage = (f"cascade, {extras['pruned_to']} kept by {hidden.extras['verifier']}, re-ranked by {scores.verifier}"
@@ -249,7 +254,9 @@ class DecodeWinner:
 
     def decode(self, model, hidden):
         hidden = _expect(hidden, HiddenStates, "Decode Winner")
-        comfy.use(model, "transformer", "vae")
+        n, height, width = len(hidden), hidden.height, hidden.width
+        need = model.activation_bytes(n, height, width) + model.decode_bytes(n, height, width)
+        comfy.use(model, "transformer", "vae", memory_required=need)
         latents = model.suffix(hidden, callback=comfy.progress(model.num_layers - hidden.layer - 1))
         comfy.check_interrupt()
         images = model.decode(latents)  # [k, 3, H, W] in 0..1

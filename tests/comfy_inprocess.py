@@ -33,6 +33,22 @@ nodes = pack.NODE_CLASS_MAPPINGS
 RES = importlib.import_module("ComfyUI_VHS.models.fixtures").TINY_RESOLUTION
 
 
+calls: list[tuple[list, int]] = []  # (patchers, memory_required) of every load request our nodes make
+_load_models_gpu = mm.load_models_gpu
+
+
+def _recording_load(models, memory_required=0, **kwargs):
+    calls.append((list(models), int(memory_required)))
+    return _load_models_gpu(models, memory_required=memory_required, **kwargs)
+
+
+mm.load_models_gpu = _recording_load
+
+
+def roles_of(patchers: list, *owners) -> list[str]:
+    return sorted(role for owner in owners for role, p in owner.patchers.items() if any(p is q for q in patchers))
+
+
 def loaded_roles(*owners) -> list[str]:
     """Which of our managed parts ComfyUI currently counts as loaded."""
     current = [lm.model for lm in mm.current_loaded_models]
@@ -58,4 +74,15 @@ for text_encoder in ("keep loaded", "offload after encoding"):
     }
     mm.unload_all_models()
     report[text_encoder]["after_free"] = loaded_roles(model, verifier)
+
+# the memory each node asks ComfyUI to free for its activations, and what it loads in one request
+clip = nodes["MLLMVerifierLoaderVHS"]().load("vhs-mllm-clip-verifier", "fp32", "auto")[0]
+calls.clear()
+hidden = nodes["SanaSprintHiddenSamplerVHS"]().sample(model, "a red cube", 0, 3, 1, RES, RES, 1, 4.5, 1.5708, 1.3)[0]
+nodes["VHSVerifier"]().score(verifier, hidden, "normalized")
+nodes["MLLMVerifierCLIPVHS"]().score(model, clip, hidden, "normalized")
+report["requests"] = [{"roles": roles_of(p, model, verifier, clip), "memory_required": m} for p, m in calls]
+report["expected"] = {"prefix": model.activation_bytes(3, RES, RES), "verify": verifier.activation_bytes(hidden),
+                      "clip": model.activation_bytes(3, RES, RES) + clip.activation_bytes(hidden)
+                      + model.decode_bytes(3, RES, RES)}
 print(json.dumps(report))

@@ -184,3 +184,11 @@ def test_memory_options_under_comfyui_model_management(pack):
     for r in (keep, offload):
         assert r["transformer_weight"] == r["llm_weight"] == "torch.float8_e4m3fn"
         assert r["image_ok"] and r["after_free"] == []
+    # every load names the activation memory ComfyUI must free first, and a baseline verifier loads the DiT, the VAE
+    # and its own parts in ONE request (so ComfyUI never unloads one to make room for the other)
+    requests, expected = report["requests"], report["expected"]
+    sampling = [r for r in requests if r["roles"] == ["transformer"]]
+    assert sampling and sampling[-1]["memory_required"] == expected["prefix"] > 0
+    assert {"roles": ["connector", "llm"], "memory_required": expected["verify"]} in requests
+    assert {"roles": ["connector", "llm", "transformer", "vae", "vision_tower"], "memory_required": expected["clip"]} \
+        in requests

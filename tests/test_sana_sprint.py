@@ -245,3 +245,12 @@ def test_compiled_blocks_give_the_same_result(bundle, res):
     model.compile(backend="eager")
     out = model.suffix(model.prefix(PROMPT, [1, 2], layer=1, height=res, width=res))
     assert (out - ref).abs().max().item() <= 1e-5
+
+
+def test_memory_estimates_grow_with_the_batch_and_the_image(sana, hidden_verifier, res):
+    """The activation estimates handed to ComfyUI's memory manager are linear in N and in the pixel count."""
+    one, four = sana.activation_bytes(1, res, res), sana.activation_bytes(4, res, res)
+    assert one > 0 and four == 4 * one and sana.activation_bytes(1, 2 * res, 2 * res) == 4 * one
+    assert sana.decode_bytes(3, res, res) == 3 * sana.decode_bytes(1, res, res) > 0
+    hidden = sana.prefix(PROMPT, [1, 2], layer=1, height=res, width=res)
+    assert hidden_verifier.activation_bytes(hidden) == 2 * hidden_verifier.activation_bytes(hidden.select([0])) > 0
