@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import InputError, ModelFolderError
+from .errors import InputError, ModelFolderError, require
 from .hidden import HiddenStates, PromptEmbedding
 from .precision import DTYPES, check_storage_device, resolve_dtype, store_weights_in  # noqa: F401 (re-exported)
 
@@ -120,6 +120,8 @@ class SanaSprint:
         fp8, upcast layer by layer while they run; text_encoder_offload keeps the text encoder on the CPU between
         prompts.
         """
+        require("diffusers")
+        require("transformers")
         from diffusers import SanaSprintPipeline
 
         path = os.fspath(path)

@@ -29,7 +29,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from .errors import InputError, ModelFolderError
+from .errors import InputError, ModelFolderError, require
 from .features import ClipFeatures, HiddenFeatures, find_stats_files, latent_tokens, load_stats
 from .hidden import HiddenStates, Scores
 from .precision import check_storage_device, resolve_dtype, store_weights_in
@@ -186,6 +186,8 @@ class VHSVerifier:
 
         weight_storage='fp8_e4m3fn' keeps the LLM's (and CLIP tower's) linear weights in fp8, upcast per layer.
         """
+        require("transformers")
+        require("safetensors")
         from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
         from transformers.utils import logging as hf_logging
 

@@ -38,3 +38,16 @@ def test_comfy_node_validate_passes():
     out = subprocess.run([comfy, "--skip-prompt", "node", "validate"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and "passed" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_requirement_floors_match_what_the_library_checks():
+    """requirements.txt, pyproject and the runtime check (models.errors.MINIMUM_VERSIONS) name the same floors."""
+    from models.errors import MINIMUM_VERSIONS
+
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        req = {l.split(">=")[0].strip(): l.split(">=")[1].strip() for l in f if ">=" in l}
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    pyproject = {d.split(">=")[0].strip(): d.split(">=")[1].strip() for d in deps if ">=" in d}
+    for package, minimum in MINIMUM_VERSIONS.items():
+        assert req[package] == pyproject[package] == minimum, package

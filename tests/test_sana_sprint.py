@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from models import InputError, ModelFolderError, SanaSprint, candidate_seeds
+from models import InputError, ModelFolderError, SanaSprint, VHSVerifier, candidate_seeds
 
 PROMPT = "a photo of a red cat left of a blue dog"
 
@@ -254,3 +254,24 @@ def test_memory_estimates_grow_with_the_batch_and_the_image(sana, hidden_verifie
     assert sana.decode_bytes(3, res, res) == 3 * sana.decode_bytes(1, res, res) > 0
     hidden = sana.prefix(PROMPT, [1, 2], layer=1, height=res, width=res)
     assert hidden_verifier.activation_bytes(hidden) == 2 * hidden_verifier.activation_bytes(hidden.select([0])) > 0
+
+
+def test_too_old_or_missing_dependencies_name_the_fix(bundle, monkeypatch):
+    import importlib.metadata
+
+    from models.errors import DependencyError
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "0.30.2" if name == "diffusers" else real(name))
+    with pytest.raises(DependencyError, match=r"needs diffusers>=0\.33\.0 \(found 0\.30\.2\): run `pip install -r"):
+        SanaSprint.from_pretrained(bundle["sana"], dtype="fp32")
+
+    def missing(name):
+        if name == "transformers":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    with pytest.raises(DependencyError, match="needs transformers>=4.56.0 \\(it is not installed\\)"):
+        VHSVerifier.from_pretrained(bundle["hidden"])
