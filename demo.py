@@ -23,6 +23,7 @@ if ROOT not in sys.path:
 
 from models import SanaSprint, VHSError, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
 from models.embedded import demo_settings, embedded_model, is_shapeworld  # noqa: E402
+from models.io import to_uint8  # noqa: E402
 from models.precision import STORAGE_DTYPES  # noqa: E402
 
 logger = logging.getLogger("vhs.demo")
@@ -36,7 +37,7 @@ def shapeworld_verdicts(prompt: str, images: torch.Tensor) -> list[bool] | None:
     meta = next((p for p in all_prompts() if p["prompt"] == prompt), None)
     if meta is None:
         return None
-    return [judge((img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), meta) for img in images]
+    return [judge(to_uint8(img), meta) for img in images]
 
 
 def contact_sheet(images: torch.Tensor, labels: list[str], winner: int):
@@ -65,7 +66,7 @@ def contact_sheet(images: torch.Tensor, labels: list[str], winner: int):
 def to_pil(image: torch.Tensor):
     from PIL import Image
 
-    return Image.fromarray((image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    return Image.fromarray(to_uint8(image))
 
 
 def main(argv: list[str] | None = None) -> dict:

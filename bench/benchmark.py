@@ -298,7 +298,7 @@ def write_outputs(result: dict, out: str) -> None:
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
-    lines = [f"# Best-of-N cost: VHS vs MLLM baselines", "", f"Machine: {result['machine']}", ""]
+    lines = ["# Best-of-N cost: VHS vs MLLM baselines", "", f"Machine: {result['machine']}", ""]
     for name, real in result.get("real", {}).items():
         pc = real["flops"]["per_candidate"]
         lines += [f"## {name} at {real['size']} px (FLOPs on {real['flops_device']}, weights {real['dtype']})", "",
@@ -358,7 +358,7 @@ def write_outputs(result: dict, out: str) -> None:
         ms = tiny["timing"]["ms"][p]
         ax.plot(list(ms), list(ms.values()), marker="o", label=p)
     ax.set_xlabel("candidates N")
-    ax.set_ylabel(f"Best-of-N wall time (ms)")
+    ax.set_ylabel("Best-of-N wall time (ms)")
     ax.set_title(f"tiny models, {tiny['device']} {tiny['dtype']}")
     ax.grid(alpha=0.3)
     ax.legend()

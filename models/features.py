@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError, ModelFolderError
+from .io import to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class ClipFeatures:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, H, W] in 0..1 -> [N, patches, hidden] features, preprocessed like PIL images would be."""
-        arrays = [(img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy() for img in images]
+        arrays = [to_uint8(img) for img in images]
         pixels = self.processor(images=arrays, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             out = self.model(pixels.to(self.model.device, self.model.dtype), output_hidden_states=True)

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 
 from .errors import InputError, VHSError
-from .io import atomic_dir
+from .io import atomic_dir, to_uint8
 from .sana_sprint import MAX_CANDIDATES, SanaSprint, candidate_seeds
 from .verifier import SCORE_MODES, VHSVerifier, select_top_k
 
@@ -73,8 +73,7 @@ def best_of_n_prompt(model: SanaSprint, verifier: VHSVerifier, record: dict, ind
             f.write(json.dumps({"prompt": record["prompt"], **record["metadata"]}) + "\n")
         os.makedirs(os.path.join(tmp, "samples"))
         for rank, image in enumerate(images):
-            pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-            Image.fromarray(pixels).save(os.path.join(tmp, "samples", f"{rank:04d}.png"))
+            Image.fromarray(to_uint8(image)).save(os.path.join(tmp, "samples", f"{rank:04d}.png"))
         summary = {"prompt": record["prompt"], "seeds": list(hidden.seeds), "layer": layer, "verifier": verifier.name,
                    "score_mode": mode, "scores": [float(s) for s in scores.scores], "winners": indices,
                    "winner_scores": values, "ms": ms}

@@ -31,6 +31,11 @@ def atomic_dir(path: str, overwrite: bool = False) -> Iterator[str]:
         raise
 
 
+def to_uint8(image: torch.Tensor):
+    """[3, H, W] floats in 0..1 -> [H, W, 3] uint8 numpy array (rounded, as PIL and the reference's image path)."""
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
 def add_tensors_to_checkpoint(folder: str, tensors: dict[str, torch.Tensor], shard_name: str) -> None:
     """Add `tensors` to the Hugging Face safetensors checkpoint in `folder` (single file or sharded index)."""
     from safetensors.torch import load_file, save_file

@@ -12,6 +12,7 @@ import torch
 
 from ..models import HiddenStates, InputError, Scores, select_top_k
 from ..models.budget import measure_costs
+from ..models.io import to_uint8
 from ..models.search import best_of_n_within_budget
 from ..models.verifier import SCORE_MODES
 from . import comfy
@@ -144,7 +145,7 @@ class CandidatePreview:
         images = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="nearest")
         out = []
         for rank, i in enumerate(order, start=1):
-            arr = (images[i].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            arr = to_uint8(images[i])
             out.append(_label(arr, f"#{hidden.indices[i]} rank {rank} {float(scores.scores[i]):+.3f}"))
         return (torch.from_numpy(np.stack(out)).float() / 255,)
 
