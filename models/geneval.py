@@ -98,8 +98,9 @@ def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: 
     todo = part_indices(len(records), part, parts)
     if limit is not None:
         todo = todo[:limit]
-    done = [i for i in todo if os.path.isfile(os.path.join(prompt_folder(out, i), "vhs.json"))]
-    todo = [i for i in todo if i not in set(done)]
+    finished = {i for i in todo if os.path.isfile(os.path.join(prompt_folder(out, i), "vhs.json"))}
+    done = [i for i in todo if i in finished]
+    todo = [i for i in todo if i not in finished]
     if done:
         logger.info("%d prompts already finished in %s: skipping them", len(done), out)
     os.makedirs(out, exist_ok=True)
