@@ -190,14 +190,19 @@ class SanaSprint:
         side = int(self.pipe.vae_scale_factor) * int(cfg.patch_size)
         tokens = (height // side) * (width // side)
         per_token = (5 + 3 * float(getattr(cfg, "mlp_ratio", 2.5))) * self.width
-        return int(n * tokens * per_token * _itemsize(self.dtype))
+        return int(n * tokens * per_token * self.dtype.itemsize)
 
     def decode_bytes(self, n: int, height: int, width: int) -> int:
         """Rough upper bound of the DC-AE decode's activation memory for n images (its full-resolution stage holds a
         few tensors of decoder_block_out_channels[0] channels per pixel)."""
         vae = self.pipe.vae
         channels = int(vae.config.decoder_block_out_channels[0])
-        return int(n * height * width * channels * 6 * _itemsize(vae.dtype))
+        return int(n * height * width * channels * 6 * vae.dtype.itemsize)
+
+    def finish_bytes(self, hidden: HiddenStates) -> int:
+        """Rough upper bound of finishing and decoding these candidates (suffix + DC-AE decode)."""
+        n, height, width = len(hidden), hidden.height, hidden.width
+        return self.activation_bytes(n, height, width) + self.decode_bytes(n, height, width)
 
     # ---------------------------------------------------------------- prompt
     def encode_prompt(self, prompt: str, max_sequence_length: int = 300) -> PromptEmbedding:
@@ -448,10 +453,6 @@ def _randn(shape: tuple[int, ...], generators: list[torch.Generator], device) ->
     from diffusers.utils.torch_utils import randn_tensor
 
     return randn_tensor(shape, generator=generators, device=torch.device("cpu"), dtype=torch.float32).to(device)
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
 
 
 def _empty_cache(device: torch.device) -> None:

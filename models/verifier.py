@@ -349,7 +349,7 @@ class VHSVerifier:
         (per token a few hidden-size tensors and the gated MLP), plus the CLIP tower for pixel-space verifiers. For
         memory managers that free room before a run (ComfyUI's load_models_gpu(memory_required=...))."""
         cfg = self.llm.config
-        item = torch.empty((), dtype=self.dtype).element_size()
+        item = self.dtype.itemsize
         n = len(hidden)
         if self.clip is not None:
             vc = self.clip.model.config
@@ -503,6 +503,12 @@ def _find_vision_tower(path: str, tower: str) -> str:
                                  f"{candidates[0]} (or next to the verifier as {candidates[1]})")
 
 
+def check_scores_match(hidden: HiddenStates, scores: Scores) -> None:
+    """A clear error when `scores` were computed for other candidates than `hidden` (a crossed connection)."""
+    if len(scores) != len(hidden) or tuple(scores.indices) != tuple(hidden.indices):
+        raise InputError(f"the scores belong to other candidates ({len(scores)} scores for {len(hidden)} candidates)")
+
+
 def select_top_k(hidden: HiddenStates, scores: Scores, k: int = 1,
                  override: int | None = None) -> tuple[HiddenStates, list[int], list[float]]:
     """Best-of-N: keep the k best-scored candidates (best first); returns them, their original indices and scores.
@@ -512,8 +518,7 @@ def select_top_k(hidden: HiddenStates, scores: Scores, k: int = 1,
     again among already-selected candidates (a cascade, e.g. VHS prunes N to k, CLIP re-ranks the k) keeps the
     original N and names both verifiers.
     """
-    if len(scores) != len(hidden) or tuple(scores.indices) != tuple(hidden.indices):
-        raise InputError(f"the scores belong to other candidates ({len(scores)} scores for {len(hidden)} candidates)")
+    check_scores_match(hidden, scores)
     if not 1 <= k <= len(hidden):
         raise InputError(f"k must be between 1 and the number of candidates ({len(hidden)}), got {k}")
     ranking = scores.ranking()

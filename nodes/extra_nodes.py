@@ -14,7 +14,7 @@ from ..models import HiddenStates, InputError, Scores, select_top_k
 from ..models.budget import measure_costs
 from ..models.io import to_uint8
 from ..models.search import best_of_n_within_budget
-from ..models.verifier import SCORE_MODES
+from ..models.verifier import SCORE_MODES, check_scores_match
 from . import comfy
 from .vhs_nodes import MAX_LAYER, MAX_N, _expect, _score_report
 
@@ -129,16 +129,12 @@ class CandidatePreview:
     def preview(self, hidden, scores, mode, size, model=None):
         hidden = _expect(hidden, HiddenStates, "Candidate Preview")
         scores = _expect(scores, Scores, "Candidate Preview")
-        if tuple(scores.indices) != tuple(hidden.indices):
-            raise InputError(f"the scores belong to other candidates ({len(scores)} scores for {len(hidden)} "
-                             "candidates): connect the scores of these same candidates")
+        check_scores_match(hidden, scores)
         order = scores.ranking()
         if mode == "decode":
             if model is None:
                 raise InputError("'decode' previews need the SANA-Sprint model connected")
-            n, height, width = len(hidden), hidden.height, hidden.width
-            need = model.activation_bytes(n, height, width) + model.decode_bytes(n, height, width)
-            comfy.use(model, "transformer", "vae", memory_required=need)
+            comfy.use(model, "transformer", "vae", memory_required=model.finish_bytes(hidden))
             images = model.decode(model.suffix(hidden))
         else:
             images = hidden_maps(hidden)

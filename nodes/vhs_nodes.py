@@ -160,10 +160,8 @@ class _MLLMVerifierBase:
         if verifier.kind != self.KIND:
             raise InputError(f"{self.DISPLAY} needs a {self.KIND} verifier, got a {verifier.kind} one")
         callback = comfy.progress(model.num_layers - hidden.layer - 1)
-        n, height, width = len(hidden), hidden.height, hidden.width
-        need = model.activation_bytes(n, height, width) + verifier.activation_bytes(hidden)
-        if self.KIND == "clip":
-            need += model.decode_bytes(n, height, width)
+        need = verifier.activation_bytes(hidden) + (model.finish_bytes(hidden) if self.KIND == "clip" else
+                                                     model.activation_bytes(len(hidden), hidden.height, hidden.width))
         comfy.use(model, "transformer", "vae", memory_required=need,
                   also=((verifier, ("llm", "connector", "vision_tower")),))
         scores = verifier.score(model, hidden, mode=score_mode, callback=callback)
@@ -254,9 +252,7 @@ class DecodeWinner:
 
     def decode(self, model, hidden):
         hidden = _expect(hidden, HiddenStates, "Decode Winner")
-        n, height, width = len(hidden), hidden.height, hidden.width
-        need = model.activation_bytes(n, height, width) + model.decode_bytes(n, height, width)
-        comfy.use(model, "transformer", "vae", memory_required=need)
+        comfy.use(model, "transformer", "vae", memory_required=model.finish_bytes(hidden))
         latents = model.suffix(hidden, callback=comfy.progress(model.num_layers - hidden.layer - 1))
         comfy.check_interrupt()
         images = model.decode(latents)  # [k, 3, H, W] in 0..1
