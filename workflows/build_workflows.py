@@ -55,6 +55,16 @@ def verifier_loader_node(node_id: int, node_type: str, name: str, pos: tuple[int
                 api_inputs=named)
 
 
+def decode_node(pos: tuple[int, int]) -> Node:
+    return Node(6, "VHSDecodeWinner", [], inputs=[("model", "SANA_SPRINT"), ("hidden", "VHS_HIDDEN")],
+                outputs=[("image", "IMAGE"), ("latent", "LATENT")], pos=pos)
+
+
+def save_with_scores_node(prefix: str, pos: tuple[int, int]) -> Node:
+    return Node(7, "VHSSaveImageWithScores", [prefix], inputs=[("images", "IMAGE"), ("winners", "VHS_HIDDEN")],
+                pos=pos, size=(400, 440), api_inputs=dict(filename_prefix=prefix))
+
+
 def sampler_widgets(n: int, layer: int) -> tuple[list, dict]:
     named = dict(prompt=PROMPT, seed=SEED, candidates=n, layer=layer, width=1024, height=1024, steps=1,
                  guidance=4.5, max_timestep=1.5708, intermediate_timestep=1.3)
@@ -107,8 +117,7 @@ def build(kind: str, budget: int, n: int, geneval: float) -> tuple[dict, dict, s
                                                      ("model", "SANA_SPRINT")],
              outputs=[("winners", "VHS_HIDDEN"), ("report", "STRING"), ("winner_index", "INT"), ("latent", "LATENT")],
              pos=(1120, 120), api_inputs=dict(k=1, override_index=-1)),
-        Node(6, "VHSDecodeWinner", [], inputs=[("model", "SANA_SPRINT"), ("hidden", "VHS_HIDDEN")],
-             outputs=[("image", "IMAGE"), ("latent", "LATENT")], pos=(1460, 120)),
+        decode_node((1460, 120)),
         Node(7, "SaveImage", [f"VHS/{kind}_{budget}ms_best_of_{n}"], inputs=[("images", "IMAGE")], pos=(1780, 120),
              size=(400, 440), api_inputs=dict(filename_prefix=f"VHS/{kind}_{budget}ms_best_of_{n}")),
         Node(8, "PreviewAny", [], inputs=[("source", "*")], pos=(1120, 360), size=(320, 200), title="Ranking"),
@@ -182,11 +191,8 @@ def build_budget(budget: int, n_paper: int, geneval: float) -> tuple[dict, dict,
         Node(2, "VHSBestOfNTimeBudget", widgets, inputs=[("model", "SANA_SPRINT"), ("verifier", "VHS_VERIFIER")],
              outputs=[("winner", "VHS_HIDDEN"), ("candidates", "VHS_HIDDEN"), ("scores", "VHS_SCORES"),
                       ("report", "STRING"), ("n", "INT")], pos=(400, 60), size=(360, 420), api_inputs=named),
-        Node(6, "VHSDecodeWinner", [], inputs=[("model", "SANA_SPRINT"), ("hidden", "VHS_HIDDEN")],
-             outputs=[("image", "IMAGE"), ("latent", "LATENT")], pos=(800, 60)),
-        Node(7, "VHSSaveImageWithScores", [f"VHS/vhs_budget_{budget}ms"],
-             inputs=[("images", "IMAGE"), ("winners", "VHS_HIDDEN")], pos=(1140, 60), size=(400, 440),
-             api_inputs=dict(filename_prefix=f"VHS/vhs_budget_{budget}ms")),
+        decode_node((800, 60)),
+        save_with_scores_node(f"VHS/vhs_budget_{budget}ms", (1140, 60)),
         Node(8, "PreviewAny", [], inputs=[("source", "*")], pos=(800, 260), size=(320, 240), title="N chosen, time spent"),
         Node(9, "Note", [note], pos=(0, 540), size=(760, 220), title=f"{budget} ms budget, measured here"),
     ]
@@ -229,11 +235,8 @@ def build_cascade(n: int = CASCADE[0], k: int = CASCADE[1]) -> tuple[dict, dict,
              api_inputs=dict(score_mode="reference")),
         Node(12, "VHSBestOfNSelect", [1, -1], inputs=select_in, outputs=select, pos=(1120, 60),
              title="CLIP's choice", api_inputs=dict(k=1, override_index=-1)),
-        Node(6, "VHSDecodeWinner", [], inputs=[("model", "SANA_SPRINT"), ("hidden", "VHS_HIDDEN")],
-             outputs=[("image", "IMAGE"), ("latent", "LATENT")], pos=(1120, 480)),
-        Node(7, "VHSSaveImageWithScores", [f"VHS/vhs_cascade_best_of_{n}_clip_top_{k}"],
-             inputs=[("images", "IMAGE"), ("winners", "VHS_HIDDEN")], pos=(1460, 60), size=(400, 440),
-             api_inputs=dict(filename_prefix=f"VHS/vhs_cascade_best_of_{n}_clip_top_{k}")),
+        decode_node((1120, 480)),
+        save_with_scores_node(f"VHS/vhs_cascade_best_of_{n}_clip_top_{k}", (1460, 60)),
         Node(8, "PreviewAny", [], inputs=[("source", "*")], pos=(1120, 240), size=(320, 200), title="Ranking"),
         Node(9, "Note", [note], pos=(0, 700), size=(760, 280), title=f"Cascade: VHS Best-of-{n}, CLIP re-rank of {k}"),
     ]
