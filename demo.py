@@ -22,7 +22,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from models import SanaSprint, VHSError, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
-from models.embedded import demo_settings, embedded_model, is_shapeworld  # noqa: E402
+from apps.sheets import best_of_n_sheet  # noqa: E402
+from models.embedded import demo_settings, embedded_model  # noqa: E402
 from models.io import to_uint8  # noqa: E402
 from models.precision import STORAGE_DTYPES  # noqa: E402
 
@@ -32,35 +33,12 @@ DEFAULT_PROMPT = "a photo of a triangle and a circle"  # a held-out ShapeWorld p
 
 def shapeworld_verdicts(prompt: str, images: torch.Tensor) -> list[bool] | None:
     """The exact judge's verdict per image when the prompt belongs to ShapeWorld, else None."""
-    from models.shapeworld import all_prompts, judge
+    from apps.shapeworld import all_prompts, judge
 
     meta = next((p for p in all_prompts() if p["prompt"] == prompt), None)
     if meta is None:
         return None
     return [judge(to_uint8(img), meta) for img in images]
-
-
-def contact_sheet(images: torch.Tensor, labels: list[str], winner: int):
-    """A grid of candidate images with a caption each; the winner gets a green frame."""
-    from PIL import Image, ImageDraw
-
-    scale = max(1, 192 // images.shape[-1])  # small demo images are shown enlarged, pixel for pixel
-    if scale > 1:
-        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
-    n, _, h, w = images.shape
-    cols = min(n, 4)
-    rows = (n + cols - 1) // cols
-    pad, caption = 6, 16
-    sheet = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad + caption) + pad), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i in range(n):
-        x = pad + (i % cols) * (w + pad)
-        y = pad + (i // cols) * (h + pad + caption)
-        sheet.paste(to_pil(images[i]), (x, y))
-        if i == winner:
-            draw.rectangle([x - 3, y - 3, x + w + 2, y + h + 2], outline=(0, 170, 0), width=3)
-        draw.text((x, y + h + 2), labels[i], fill=(0, 0, 0))
-    return sheet
 
 
 def to_pil(image: torch.Tensor):
@@ -95,8 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "the embedded demo")
     embedded = not args.sana
     if embedded:
-        logger.info("no real weights given: using the embedded %s models",
-                    "ShapeWorld" if is_shapeworld() else "tiny random")
+        logger.info("no real weights given: using the embedded ShapeWorld models")
     sana_path = args.sana or embedded_model("sana")
     verifier_path = args.verifier or embedded_model("hidden")
     size = args.size or (demo_settings()["width"] if embedded else 1024)
@@ -122,9 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     to_pil(image[0]).save(os.path.join(args.out, "winner.png"))
     all_images = model.decode(model.suffix(hidden))  # for the contact sheet only; selection never decodes
     verdicts = shapeworld_verdicts(args.prompt, all_images) if embedded else None
-    labels = [f"#{i} {float(v):+.2f}" + ("" if verdicts is None else (" ok" if verdicts[i] else " wrong"))
-              for i, v in enumerate(scores.scores)]
-    contact_sheet(all_images, labels, indices[0]).save(os.path.join(args.out, "candidates.png"))
+    sheet = best_of_n_sheet(args.prompt, all_images, scores, indices[0], verdicts)
+    sheet.save(os.path.join(args.out, "candidates.png"))
     summary = {
         "prompt": args.prompt, "n": args.n, "layer": layer, "size": size, "device": args.device, "dtype": dtype,
         "weight_storage": args.weight_storage, "text_encoder_offload": args.offload_text_encoder,

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 from models import PromptEmbedding, SanaSprint, VHSVerifier  # noqa: E402
 from models.budget import CostModel, best_of_1_ms, measure_costs  # noqa: E402
 from models.features import HiddenFeatures  # noqa: E402
-from models.fixtures import TINY_LAYER, TINY_RESOLUTION, build_tiny_bundle  # noqa: E402
+from apps.fixtures import TINY_LAYER, TINY_RESOLUTION, build_tiny_bundle  # noqa: E402
 from models.precision import STORAGE_DTYPES, store_weights_in, weight_bytes  # noqa: E402
 from models.verifier import VHS_INSTRUCTION, VerifierSpec, build_connector  # noqa: E402
 
@@ -82,7 +82,7 @@ def real_models(name: str, device: str, dtype: torch.dtype):
     from diffusers import AutoencoderDC, SanaSprintPipeline, SanaTransformer2DModel, SCMScheduler
     from transformers import CLIPVisionConfig, CLIPVisionModel, Gemma2Config, Gemma2Model, Qwen2Config, Qwen2ForCausalLM
 
-    from models.fixtures import qwen25_tokenizer, tiny_gemma_tokenizer
+    from apps.fixtures import qwen25_tokenizer, tiny_gemma_tokenizer
 
     with torch.device(device):
         transformer = SanaTransformer2DModel(**SANA_COMMON, **SANA_CONFIGS[name]).to(dtype)

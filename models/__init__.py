@@ -3,16 +3,17 @@
 Plain torch + diffusers + transformers; never imports ComfyUI, so scripts and notebooks can use it directly.
 """
 
-from .budget import CostModel, measure_costs
-from .errors import InputError, ModelFolderError, VHSError
+from .budget import CostCache, CostModel, measure_costs
+from .errors import InputError, ModelFolderError, NonFiniteError, VHSError
 from .features import convert_stats_to_safetensors
-from .hidden import HiddenStates, PromptEmbedding, Scores
+from .hidden import HiddenStates, PromptEmbedding, Scores, Selection, check_scores_match
 from .sana_sprint import SanaSprint, candidate_seeds, check_sana_sprint_folder
-from .search import BudgetRun, best_of_n_within_budget
-from .verifier import VHSVerifier, VerifierSpec, select_top_k
+from .search import BudgetRun, best_of_n_within_budget, select_top_k
+from .verifier import VerifierSpec, VHSVerifier, check_verifier_folder
 
 __all__ = [
-    "BudgetRun", "CostModel", "best_of_n_within_budget", "measure_costs", "HiddenStates", "InputError", "ModelFolderError", "PromptEmbedding", "SanaSprint", "Scores", "VHSError",
-    "VHSVerifier", "VerifierSpec", "candidate_seeds", "check_sana_sprint_folder", "convert_stats_to_safetensors",
-    "select_top_k",
+    "BudgetRun", "CostCache", "CostModel", "HiddenStates", "InputError", "ModelFolderError", "NonFiniteError",
+    "PromptEmbedding", "SanaSprint", "Scores", "Selection", "VHSError", "VHSVerifier", "VerifierSpec",
+    "best_of_n_within_budget", "candidate_seeds", "check_sana_sprint_folder", "check_scores_match",
+    "check_verifier_folder", "convert_stats_to_safetensors", "measure_costs", "select_top_k",
 ]

@@ -79,6 +79,8 @@ def measure_costs(model, verifier, prompt: str, layer: int, height: int, width: 
         hidden = model.prefix(emb, list(range(n)), layer=layer, height=height, width=width)
         results[n] = (hidden, verifier.score(model, hidden))
 
+    generate_and_score(n2)  # warm-up, untimed: first calls pay for allocations and lazy initialisation
+    model.decode(model.suffix(results[n2][0].select([0])))
     t1, t2 = timed(lambda: generate_and_score(n1)), timed(lambda: generate_and_score(n2))
     per = max((t2 - t1) / (n2 - n1), 1e-6)
     winner = results[n1][0].select([0])
@@ -100,3 +102,31 @@ def best_of_1_ms(model, prompt: str, height: int, width: int, repeats: int = 5,
         _sync(model.device)
         best = min(best, (clock() - t0) * 1e3)
     return best
+
+
+class CostCache:
+    """Measured costs per setting (model, verifier, size, layer, device), measured once and re-measured when a run
+    disagrees with them by more than `tolerance` x either way (a measurement taken while the machine was busy, or
+    cold, is not trusted forever)."""
+
+    def __init__(self, tolerance: float = 2.0):
+        self.tolerance = float(tolerance)
+        self._costs: dict[tuple, CostModel] = {}
+
+    def get(self, key: tuple, measure: Callable[[], CostModel], remeasure: bool = False) -> CostModel:
+        if remeasure or key not in self._costs:
+            self._costs[key] = measure()
+        return self._costs[key]
+
+    def observe(self, key: tuple, n: int, elapsed_ms: float) -> bool:
+        """Compare a run of n candidates (prompt encoding + candidates + scoring) with the cached prediction; forget
+        the cached costs when they are off by more than the tolerance. Returns True when they were forgotten."""
+        cost = self._costs.get(key)
+        if cost is None or n < 1 or elapsed_ms <= 0:
+            return False
+        predicted = cost.encode_ms + cost.fixed_ms + n * cost.per_candidate_ms
+        ratio = elapsed_ms / max(predicted, 1e-6)
+        if ratio > self.tolerance or ratio < 1 / self.tolerance:
+            del self._costs[key]
+            return True
+        return False

@@ -13,7 +13,11 @@ class ModelFolderError(VHSError):
     def __init__(self, path: str, problem: str):
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{problem} (folder: {self.path})")
+        import os
+
+        kind = "file" if os.path.isfile(self.path) or (os.path.splitext(self.path)[1] and not os.path.isdir(self.path)) \
+            else "folder"
+        super().__init__(f"{problem} ({kind}: {self.path})")
 
 
 class InputError(VHSError):
@@ -45,3 +49,34 @@ def require(package: str) -> None:
         have = f"found {found}" if found else "it is not installed"
         raise DependencyError(f"ComfyUI-VHS needs {package}>={minimum} ({have}): run "
                               f"`pip install -r requirements.txt` in ComfyUI's Python environment")
+
+
+class NonFiniteError(VHSError):
+    """A computation produced NaN or infinity: never a result, never a winner."""
+
+
+def check_text(text: object, what: str = "the prompt") -> str:
+    """A non-empty string that is valid Unicode text (a lone surrogate, e.g. from a broken copy-paste, is not)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{what} is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{what} holds a character that is not valid text ({text[e.start]!r} at position "
+                         f"{e.start}); retype or remove it") from e
+    return text
+
+
+def check_finite(**values: float) -> None:
+    """Refuse NaN and infinite settings (a NaN guidance would otherwise run and pick a winner among NaN scores)."""
+    import math
+
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            ok = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(f"{name} must be a finite number, got {value!r}")

@@ -143,13 +143,25 @@ class ClipFeatures:
         """Load a local CLIP vision tower folder (config.json, weights, preprocessor_config.json)."""
         from transformers import CLIPImageProcessor, CLIPVisionModel
 
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise ModelFolderError(path, "CLIP vision tower folder has no config.json")
-        try:
+        from .checkpoint import check_config_sizes, read_header, read_json, refuse_meta, refuse_missing
+
+        cfg_file = os.path.join(path, "config.json")
+        cfg = read_json(cfg_file)
+        check_config_sizes(cfg.get("vision_config", cfg), cfg_file)
+        files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
+        for file in files:
+            read_header(file)
+        if not files and not glob.glob(os.path.join(path, "pytorch_model*.bin")):
+            raise ModelFolderError(path, "the CLIP vision tower has no weights (model.safetensors or pytorch_model.bin)")
+        try:  # a .bin (the released CLIP-L/336 has only that) is read by transformers with weights_only=True
             processor = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
-            model = CLIPVisionModel.from_pretrained(path, dtype=dtype, local_files_only=True).to(device)
-        except (OSError, ValueError) as e:
+            model, info = CLIPVisionModel.from_pretrained(path, dtype=dtype, local_files_only=True,
+                                                          output_loading_info=True)
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
             raise ModelFolderError(path, f"could not load the CLIP vision tower: {e}") from e
+        refuse_missing(info.get("missing_keys", ()), info.get("mismatched_keys", ()), files, path)
+        refuse_meta(model, path)
+        model.to(device)
         return cls(model, processor, select_layer, select_feature)
 
     @property

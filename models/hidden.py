@@ -1,17 +1,20 @@
-"""The typed objects that flow between the stages: prompt embeddings, candidate hidden states, scores.
+"""The typed objects that flow between the stages: prompt embeddings, candidate hidden states, scores, selections.
 
-`HiddenStates` is what the VHS_HIDDEN edge carries in ComfyUI: h_l* for N candidates of one prompt plus
+`HiddenStates` is what the hidden-states edge carries in ComfyUI: h_l* for N candidates of one prompt plus
 everything the suffix needs to resume them (noise sample, timestep/guidance modulation, projected prompt).
+`Scores` belong to exactly one run of hidden states (`run_key`); `Selection` records how winners were chosen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import hashlib
+import json
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, NonFiniteError
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,26 @@ class PromptEmbedding:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """How the candidates of a HiddenStates were chosen (for reports and image metadata)."""
+
+    verifier: str  # the verifier that ranked them; "a -> b" after a cascade
+    n_candidates: int  # N of the original run
+    score_mode: str
+    ranks: tuple[int, ...]  # each kept candidate's rank among those the verifier scored (1 = best)
+    override: int | None = None  # a candidate picked by hand
+    pruned_to: int | None = None  # a cascade: an earlier verifier kept this many for this one to re-rank
+    budget_ms: float | None = None  # the time budget of the run that made them, if any
+
+
+def run_key(model_key: str, prompt: str, seeds: Sequence[int], settings: dict, noise_digest: str = "") -> str:
+    """A fingerprint of what made a set of candidates (model, prompt, seeds or noise, sampling settings): scores
+    carry it, so scores of another run can never pick a winner here."""
+    blob = json.dumps([model_key, prompt, [int(s) for s in seeds], settings, noise_digest], sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class HiddenStates:
     """N candidates stopped after DiT block `layer`, with the context to finish any subset of them.
 
@@ -32,7 +55,7 @@ class HiddenStates:
     broadcast when the suffix runs, since the prompt is the same for every candidate.
     """
 
-    hidden: torch.Tensor  # h_l*  [N, tokens, width]
+    hidden: torch.Tensor  # h_l*  [N, tokens, inner_dim]
     layer: int  # index of the last block run (l*)
     num_layers: int  # blocks in the transformer
     seeds: tuple[int, ...]
@@ -43,9 +66,9 @@ class HiddenStates:
     model_input: torch.Tensor  # the transformer input of the last step [N, C_lat, h, w]
     timestep: torch.Tensor  # TrigFlow t of the last step [N]
     scm_timestep: torch.Tensor  # the transformer's timestep input [N]
-    temb: torch.Tensor  # block modulation [N, 6*width]
-    embedded_timestep: torch.Tensor  # head modulation [N, width]
-    encoder_hidden_states: torch.Tensor  # projected + normed caption [1, L, width]
+    temb: torch.Tensor  # block modulation [N, 6 * inner_dim]
+    embedded_timestep: torch.Tensor  # head modulation [N, inner_dim]
+    encoder_hidden_states: torch.Tensor  # projected + normed caption [1, L, inner_dim]
     encoder_bias: torch.Tensor | None  # additive cross-attention bias [1, 1, L]
     grid: tuple[int, int]  # token grid (H, W) after patchify
     # generation settings, kept for metadata and for checks downstream
@@ -55,8 +78,9 @@ class HiddenStates:
     guidance: float
     max_timestep: float
     model_key: str
-    scores: torch.Tensor | None = None  # filled by select(); per candidate
-    extras: dict = field(default_factory=dict)
+    run_key: str  # what made these candidates (see run_key()); kept by select()
+    scores: torch.Tensor | None = None  # filled by selection; per candidate
+    selection: Selection | None = None
 
     def __len__(self) -> int:
         return int(self.hidden.shape[0])
@@ -101,14 +125,23 @@ class HiddenStates:
 
 @dataclass(frozen=True)
 class Scores:
-    """Per-candidate verifier output, aligned with the candidates of one HiddenStates."""
+    """Per-candidate verifier output, aligned with the candidates of one HiddenStates run."""
 
     scores: torch.Tensor  # the value Best-of-N ranks by [N], float32 on CPU
     p_yes: torch.Tensor  # P("yes") at the answer position [N]
     p_no: torch.Tensor  # P("no") at the answer position [N]
+    says_yes: torch.Tensor  # whether the verifier's top answer token reads "yes" [N] bool
     mode: str  # "reference" (P(yes) or -P(no)) or "normalized" (P(yes)/(P(yes)+P(no)))
     verifier: str  # a name for the verifier that produced them
     indices: tuple[int, ...]  # original candidate indices these scores belong to
+    run_key: str = ""  # the HiddenStates run they were computed on ("" for features outside any run)
+
+    def __post_init__(self) -> None:
+        finite = torch.isfinite(self.scores)
+        if not bool(finite.all()):
+            bad = [self.indices[i] for i in torch.nonzero(~finite).flatten().tolist()]
+            raise NonFiniteError(f"the verifier produced non-finite scores (NaN or infinity) for candidates {bad}: "
+                                 "the hidden states or the verifier overflowed (in fp16, try bf16 or fp32)")
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -116,3 +149,36 @@ class Scores:
     def ranking(self) -> list[int]:
         """Positions sorted best first (stable, so ties keep candidate order)."""
         return sorted(range(len(self)), key=lambda i: (-float(self.scores[i]), i))
+
+    def with_mode(self, mode: str) -> "Scores":
+        """The same verifier answers read another way, without running the verifier again."""
+        if mode == self.mode:
+            return self
+        if mode == "normalized":
+            values = self.p_yes / (self.p_yes + self.p_no).clamp_min(1e-12)
+        elif mode == "reference":  # the reference answers with its top token: P(yes) if it reads "yes", else -P(no)
+            values = torch.where(self.says_yes, self.p_yes, -self.p_no)
+        else:
+            raise InputError(f"unknown score mode {mode!r}; choose 'reference' or 'normalized'")
+        return replace(self, scores=values, mode=mode)
+
+
+def check_scores_match(hidden: HiddenStates, scores: Scores) -> None:
+    """A clear error when `scores` were computed on other candidates than `hidden` (another run, or a subset)."""
+    if scores.run_key != hidden.run_key:
+        raise InputError("these scores were computed on other candidates (another prompt, seed, size or model): "
+                         "connect the scores of the same sampler run")
+    if len(scores) != len(hidden) or tuple(scores.indices) != tuple(hidden.indices):
+        raise InputError(f"the scores belong to other candidates ({len(scores)} scores for candidates "
+                         f"{list(scores.indices)}, here are {list(hidden.indices)})")
+
+
+def check_finite_tensor(tensor: torch.Tensor, what: str, indices: Sequence[int]) -> None:
+    """Refuse NaN or infinity in a per-candidate tensor, naming the candidates (one host sync per call)."""
+    if tensor.is_meta:  # shapes only (FLOP counting): there are no values to check
+        return
+    bad = (~torch.isfinite(tensor.reshape(tensor.shape[0], -1))).any(dim=1)
+    if bool(bad.any()):
+        which = [indices[i] for i in torch.nonzero(bad).flatten().tolist()]
+        raise NonFiniteError(f"{what} are not finite (NaN or infinity) for candidates {which}: the model overflowed "
+                             "(in fp16, try bf16 or fp32) or its weights are damaged")

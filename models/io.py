@@ -31,6 +31,20 @@ def atomic_dir(path: str, overwrite: bool = False) -> Iterator[str]:
         raise
 
 
+def write_atomic(path: str, write) -> None:
+    """Call write(tmp_path), then rename into place: readers never see a half-written file."""
+    tmp = path + ".partial"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    write_atomic(path, write)
+
+
 def to_uint8(image: torch.Tensor):
     """[3, H, W] floats in 0..1 -> [H, W, 3] uint8 numpy array (rounded, as PIL and the reference's image path)."""
     return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -18,65 +18,80 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import InputError, ModelFolderError, require
-from .hidden import HiddenStates, PromptEmbedding
+from .errors import InputError, ModelFolderError, check_finite, check_text, require
+from .hidden import HiddenStates, PromptEmbedding, check_finite_tensor, run_key
+from .memory import check_memory
 from .precision import DTYPES, check_storage_device, resolve_dtype, store_weights_in  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 256
 MAX_STEPS = 4
+MAX_SIDE = 8192  # pixels; SANA-Sprint is trained at 1024
 # Settings of the authors' reference run (aimagelab/VHS configs): 1 step, 1024 px, intermediate t 1.3
 # (used only at 2 steps, as the pipeline demands), guidance as the pipeline's default.
 DEFAULT_GUIDANCE = 4.5
 DEFAULT_MAX_TIMESTEP = 1.57080
 DEFAULT_INTERMEDIATE_TIMESTEP = 1.3
 
-# component -> (config file, needs weights)
+# The components of a SANA-Sprint diffusers folder: (library, classes accepted in model_index.json, weights stem).
 _COMPONENTS = {
-    "transformer": ("config.json", True),
-    "text_encoder": ("config.json", True),
-    "vae": ("config.json", True),
-    "scheduler": ("scheduler_config.json", False),
-    "tokenizer": (None, False),
+    "transformer": ("diffusers", ("SanaTransformer2DModel",), "diffusion_pytorch_model"),
+    "vae": ("diffusers", ("AutoencoderDC",), "diffusion_pytorch_model"),
+    "text_encoder": ("transformers", ("Gemma2Model",), "model"),
+    "tokenizer": ("transformers", ("GemmaTokenizer", "GemmaTokenizerFast"), None),
+    "scheduler": ("diffusers", ("SCMScheduler",), None),
 }
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 
 ProgressCallback = Callable[[int, int], None]
 
 
 def check_sana_sprint_folder(path: str | os.PathLike) -> dict:
-    """Check that `path` is a complete SANA-Sprint diffusers folder; return its model_index.json."""
+    """Check, without building anything, that `path` is a whole SANA-Sprint diffusers folder: model_index.json
+    names a SanaSprintPipeline and the expected component classes, every config is readable with sane sizes, every
+    weights file is whole safetensors, the tokenizer files are there. Returns model_index.json."""
+    from .checkpoint import check_config_sizes, read_header, read_json, weight_files
+
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ModelFolderError(path, "SANA-Sprint folder not found")
-    index_file = os.path.join(path, "model_index.json")
-    if not os.path.isfile(index_file):
-        raise ModelFolderError(path, "not a diffusers pipeline folder: model_index.json is missing")
-    try:
-        with open(index_file, encoding="utf-8") as f:
-            index = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelFolderError(path, f"model_index.json cannot be read: {e}") from e
+    index = read_json(os.path.join(path, "model_index.json"))
     kind = index.get("_class_name")
     if kind != "SanaSprintPipeline":
         raise ModelFolderError(path, f"this folder holds a {kind or 'unknown'} model, not a SanaSprintPipeline")
     missing = []
-    for name, (config_name, needs_weights) in _COMPONENTS.items():
-        sub = os.path.join(path, name)
-        if name not in index:
+    for name, (library, classes, stem) in _COMPONENTS.items():
+        entry = index.get(name)
+        if not (isinstance(entry, list) and len(entry) == 2):
             missing.append(f"{name} (not listed in model_index.json)")
             continue
+        if entry[1] not in classes:
+            raise ModelFolderError(path, f"model_index.json names {entry[1]!r} as the {name}; SANA-Sprint needs "
+                                         f"{' or '.join(classes)}")
+        sub = os.path.join(path, name)
         if not os.path.isdir(sub):
             missing.append(f"{name}/")
-            continue
-        files = os.listdir(sub)
-        if config_name and config_name not in files:
-            missing.append(f"{name}/{config_name}")
-        if name == "tokenizer" and not any(f in files for f in ("tokenizer.json", "tokenizer.model")):
-            missing.append("tokenizer/tokenizer.json (or tokenizer.model)")
-        if needs_weights and not any(f.endswith(_WEIGHT_SUFFIXES) for f in files):
-            missing.append(f"{name}/ weights (*.safetensors)")
+        elif name == "tokenizer":
+            if not any(os.path.isfile(os.path.join(sub, f)) for f in _TOKENIZER_FILES):
+                missing.append("tokenizer/tokenizer.json (or tokenizer.model)")
+        elif name == "scheduler":
+            if not os.path.isfile(os.path.join(sub, "scheduler_config.json")):
+                missing.append("scheduler/scheduler_config.json")
+            else:
+                read_json(os.path.join(sub, "scheduler_config.json"))
+        else:
+            if not os.path.isfile(os.path.join(sub, "config.json")):
+                missing.append(f"{name}/config.json")
+            else:
+                check_config_sizes(read_json(os.path.join(sub, "config.json")), os.path.join(sub, "config.json"))
+            if not any(os.path.isfile(os.path.join(sub, stem + ext)) for ext in (".safetensors", ".safetensors.index.json")):
+                pickles = [f for f in sorted(os.listdir(sub)) if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+                missing.append(f"{name}/ weights ({stem}.safetensors" + (
+                    f"; found {pickles[0]}, but only .safetensors weights are read: convert it)" if pickles else ")"))
+            else:
+                for file in weight_files(sub, stem):
+                    read_header(file)
     if missing:
         raise ModelFolderError(path, "incomplete SANA-Sprint folder, missing: " + ", ".join(missing))
     return index
@@ -122,16 +137,26 @@ class SanaSprint:
         """
         require("diffusers")
         require("transformers")
-        from diffusers import SanaSprintPipeline
+        from diffusers import AutoencoderDC, SanaSprintPipeline, SanaTransformer2DModel, SCMScheduler
+        from transformers import AutoTokenizer, Gemma2Model
 
         path = os.fspath(path)
         check_sana_sprint_folder(path)
         torch_dtype = resolve_dtype(dtype)
         check_storage_device(weight_storage, device)
+        transformer = _load_component(SanaTransformer2DModel, path, "transformer", torch_dtype)
+        vae = _load_component(AutoencoderDC, path, "vae", torch_dtype)
+        text_encoder = _load_component(Gemma2Model, path, "text_encoder", torch_dtype)
         try:
-            pipe = SanaSprintPipeline.from_pretrained(path, **_dtype_kwarg(torch_dtype), local_files_only=True)
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelFolderError(path, f"could not load the SANA-Sprint pipeline: {e}") from e
+            tokenizer = AutoTokenizer.from_pretrained(os.path.join(path, "tokenizer"), local_files_only=True)
+        except (OSError, ValueError, ImportError, TypeError, KeyError) as e:
+            raise ModelFolderError(os.path.join(path, "tokenizer"), f"the tokenizer cannot be loaded: {e}") from e
+        try:
+            scheduler = SCMScheduler.from_pretrained(path, subfolder="scheduler", local_files_only=True)
+        except (OSError, ValueError, TypeError) as e:
+            raise ModelFolderError(os.path.join(path, "scheduler"), f"the scheduler cannot be loaded: {e}") from e
+        pipe = SanaSprintPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                                  scheduler=scheduler)
         pipe.set_progress_bar_config(disable=True)
         for name in ("transformer", "text_encoder"):
             store_weights_in(getattr(pipe, name), weight_storage, torch_dtype)
@@ -160,7 +185,8 @@ class SanaSprint:
         return len(self.transformer.transformer_blocks)
 
     @property
-    def width(self) -> int:
+    def inner_dim(self) -> int:
+        """The DiT's channel width (diffusers' name: heads x head dim; 2240 for SANA-Sprint 1.6B)."""
         cfg = self.transformer.config
         return cfg.num_attention_heads * cfg.attention_head_dim
 
@@ -184,12 +210,12 @@ class SanaSprint:
     # ---------------------------------------------------------------- memory estimates
     def activation_bytes(self, n: int, height: int, width: int) -> int:
         """Rough upper bound of the activation memory for n candidates through the DiT at this size: per token, the
-        residual stream, q/k/v/out and the gated Mix-FFN ((5 + 3 x mlp_ratio) x width values). For memory managers
+        residual stream, q/k/v/out and the gated Mix-FFN ((5 + 3 x mlp_ratio) x inner_dim values). For memory managers
         that free room before a run (ComfyUI's load_models_gpu(memory_required=...)), as ComfyUI's own models do."""
         cfg = self.transformer.config
         side = int(self.pipe.vae_scale_factor) * int(cfg.patch_size)
         tokens = (height // side) * (width // side)
-        per_token = (5 + 3 * float(getattr(cfg, "mlp_ratio", 2.5))) * self.width
+        per_token = (5 + 3 * float(getattr(cfg, "mlp_ratio", 2.5))) * self.inner_dim
         return int(n * tokens * per_token * self.dtype.itemsize)
 
     def decode_bytes(self, n: int, height: int, width: int) -> int:
@@ -207,9 +233,8 @@ class SanaSprint:
     # ---------------------------------------------------------------- prompt
     def encode_prompt(self, prompt: str, max_sequence_length: int = 300) -> PromptEmbedding:
         """Encode one prompt with SANA's instruction template (as the pipeline does), once for all candidates."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError("the prompt is empty")
-        instruction = _default_complex_human_instruction()
+        check_text(prompt)
+        instruction = sana_instruction()
         tok = self.pipe.tokenizer
         chi = "\n".join(instruction)
         budget = len(tok.encode(chi)) + max_sequence_length - 2
@@ -251,53 +276,73 @@ class SanaSprint:
         max_timestep: float = DEFAULT_MAX_TIMESTEP,
         intermediate_timestep: float | None = DEFAULT_INTERMEDIATE_TIMESTEP,
         callback: ProgressCallback | None = None,
-        capture: Sequence[int] = (),
     ) -> HiddenStates:
         """Run N candidates (one per seed) up to and including DiT block `layer` of the last step.
 
         Earlier steps of a few-step schedule run whole; blocks after `layer` of the last step are not run.
-        `callback(done, total)` is called after every block (raise from it to cancel). `capture` lists extra
-        blocks (<= layer) whose outputs are kept in `extras["captured"]` (layer ablations, training data).
+        `callback(done, total)` is called after every block (raise from it to cancel).
         """
+        hidden, _ = self._prefix(prompt, seeds, layer, height, width, steps, guidance, max_timestep,
+                                 intermediate_timestep, callback, capture=())
+        return hidden
+
+    def capture(self, prompt: str | PromptEmbedding, seeds: Sequence[int], blocks: Sequence[int], height: int = 1024,
+                width: int = 1024, steps: int = 1, **kwargs) -> tuple[HiddenStates, dict[int, torch.Tensor]]:
+        """Like prefix() up to the deepest of `blocks`, also returning the output of every block in `blocks` (layer
+        ablations and training data: one run gives h_l for several l)."""
+        blocks = sorted({int(b) for b in blocks})
+        if not blocks:
+            raise InputError("capture() needs at least one block")
+        return self._prefix(prompt, seeds, blocks[-1], height, width, steps, capture=blocks[:-1], **kwargs)
+
+    def _prefix(self, prompt, seeds, layer, height, width, steps, guidance=DEFAULT_GUIDANCE,
+                max_timestep=DEFAULT_MAX_TIMESTEP, intermediate_timestep=DEFAULT_INTERMEDIATE_TIMESTEP, callback=None,
+                capture: Sequence[int] = ()) -> tuple[HiddenStates, dict[int, torch.Tensor]]:
         seeds = [int(s) for s in seeds]
-        self._check_request(seeds, layer, height, width, steps)
-        capture = sorted({int(c) for c in capture})
+        layer = int(layer)
+        self._check_request(seeds, layer, height, width, steps, guidance, max_timestep, intermediate_timestep)
         if any(not 0 <= c <= layer for c in capture):
-            raise InputError(f"captured blocks {capture} must lie in 0..{layer} (the last block run)")
+            raise InputError(f"captured blocks {list(capture)} must lie in 0..{layer} (the last block run)")
         emb = prompt if isinstance(prompt, PromptEmbedding) else self.encode_prompt(prompt)
         if emb.model_key != self.key:
             raise InputError("the prompt embedding was made by another SANA-Sprint model; encode it again")
         n = len(seeds)
+        check_memory(self.activation_bytes(n, height, width), self.device,
+                     f"{n} candidates at {width}x{height} px", per_item=self.activation_bytes(1, height, width))
         device = self.device
+        # 1. the schedule, each candidate's noise and the guidance embedding input (as SanaSprintPipeline.__call__)
         timesteps = self._timesteps(steps, max_timestep, intermediate_timestep)
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
         sf = int(self.pipe.vae_scale_factor)
         shape = (n, self.transformer.config.in_channels, height // sf, width // sf)
         sample = _randn(shape, generators, device) * self.sigma_data
         guidance_t = self._guidance(guidance, n, emb.embeds.dtype)
+        # 2. the prompt's caption projection, once for all candidates
         enc, enc_bias = self._project_prompt(emb)
         total = (steps - 1) * self.num_layers + layer + 1
         progress = _Progress(callback, total)
-
+        captured: dict[int, torch.Tensor] = {}
         with torch.inference_mode():
             for i in range(steps):
                 step = self._step_inputs(sample, timesteps[i], n)
+                x, temb, emb_t, grid = self._embed(step, guidance_t)
                 if i < steps - 1:
-                    x, temb, emb_t, grid = self._embed(step, guidance_t)
+                    # 3. earlier steps of a few-step schedule: the whole DiT, then the SCM update to the next time
                     x = self._run_blocks(x, temb, enc, enc_bias, grid, 0, self.num_layers, progress)
-                    raw = self._head(x, emb_t, grid)
-                    sample = self._trigflow_step(raw, step, timesteps[i + 1], generators)
-                else:
-                    x, temb, emb_t, grid = self._embed(step, guidance_t)
-                    captured, start = {}, 0
-                    for stop in capture + [layer]:
-                        x = self._run_blocks(x, temb, enc, enc_bias, grid, start, stop + 1, progress)
-                        captured[stop], start = x, stop + 1
-                    h = x
-
-        return HiddenStates(
-            hidden=h,
-            layer=int(layer),
+                    sample = self._trigflow_step(self._head(x, emb_t, grid), step, timesteps[i + 1], generators)
+                    continue
+                # 4. the last step stops after block `layer`, keeping the captured blocks on the way
+                start = 0
+                for stop in [*capture, layer]:
+                    x = self._run_blocks(x, temb, enc, enc_bias, grid, start, stop + 1, progress)
+                    captured[stop], start = x, stop + 1
+        check_finite_tensor(x, "the DiT hidden states", list(range(n)))
+        settings = {"layer": layer, "height": int(height), "width": int(width), "steps": int(steps),
+                    "guidance": float(guidance), "max_timestep": float(max_timestep),
+                    "intermediate_timestep": float(intermediate_timestep) if steps == 2 else None}
+        hidden = HiddenStates(
+            hidden=x,
+            layer=layer,
             num_layers=self.num_layers,
             seeds=tuple(seeds),
             indices=tuple(range(n)),
@@ -317,12 +362,16 @@ class SanaSprint:
             guidance=float(guidance),
             max_timestep=float(max_timestep),
             model_key=self.key,
-            extras={"captured": {c: captured[c] for c in capture}} if capture else {},
+            run_key=run_key(self.key, emb.prompt, seeds, settings),
         )
+        return hidden, {c: captured[c] for c in capture}
 
     def suffix(self, hidden: HiddenStates, callback: ProgressCallback | None = None) -> torch.Tensor:
         """Finish the given candidates: blocks l*+1.., output head, SCM update. Returns latents [k, C, h, w] (fp32)."""
         self._check_hidden(hidden)
+        check_memory(self.activation_bytes(len(hidden), hidden.height, hidden.width), self.device,
+                     f"finishing {len(hidden)} candidates at {hidden.width}x{hidden.height} px",
+                     per_item=self.activation_bytes(1, hidden.height, hidden.width))
         progress = _Progress(callback, self.num_layers - hidden.layer - 1)
         step = _StepInputs(hidden.sample, hidden.model_input, hidden.timestep, hidden.scm_timestep)
         with torch.inference_mode():
@@ -337,18 +386,25 @@ class SanaSprint:
                 progress,
             )
             raw = self._head(x, hidden.embedded_timestep.to(self.device), hidden.grid)
-            denoised = self._denoise(raw, step)
-        return denoised / self.sigma_data
+            latents = self._denoise(raw, step) / self.sigma_data
+        check_finite_tensor(latents, "the finished latents", hidden.indices)
+        return latents
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """DC-AE decode of final latents to images [k, 3, H, W], float32 in 0..1 (the pipeline's postprocess)."""
         vae = self.pipe.vae
+        n, _, h, w = latents.shape
+        side = int(self.pipe.vae_scale_factor)
+        check_memory(self.decode_bytes(n, h * side, w * side), self.device, f"decoding {n} images at "
+                     f"{w * side}x{h * side} px", per_item=self.decode_bytes(1, h * side, w * side))
         with torch.inference_mode():
             image = vae.decode(latents.to(self.device, vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+            check_finite_tensor(image, "the decoded images", list(range(n)))
             return self.pipe.image_processor.postprocess(image, output_type="pt").float()
 
     # ---------------------------------------------------------------- internals
-    def _check_request(self, seeds: list[int], layer: int, height: int, width: int, steps: int) -> None:
+    def _check_request(self, seeds: list[int], layer: int, height: int, width: int, steps: int, guidance: float,
+                       max_timestep: float, intermediate_timestep: float | None) -> None:
         if not 1 <= len(seeds) <= MAX_CANDIDATES:
             raise InputError(f"number of candidates must be between 1 and {MAX_CANDIDATES}, got {len(seeds)}")
         if not 0 <= layer < self.num_layers:
@@ -357,13 +413,21 @@ class SanaSprint:
             raise InputError(f"steps must be between 1 and {MAX_STEPS} for SANA-Sprint, got {steps}")
         f = self.spatial_factor
         for name, v in (("height", height), ("width", width)):
-            if v < f or v % f:
-                raise InputError(f"{name} {v} must be a positive multiple of {f} for this model")
+            if v < f or v % f or v > MAX_SIDE:
+                raise InputError(f"{name} {v} must be a positive multiple of {f} for this model, at most {MAX_SIDE}")
+        check_finite(guidance=guidance, max_timestep=max_timestep,
+                     intermediate_timestep=intermediate_timestep if steps == 2 else None)
+        if not 0 < max_timestep <= DEFAULT_MAX_TIMESTEP:
+            raise InputError(f"max_timestep must lie in (0, {DEFAULT_MAX_TIMESTEP}] (pi/2 is pure noise), "
+                             f"got {max_timestep}")
+        if steps == 2 and not 0 < intermediate_timestep < max_timestep:
+            raise InputError(f"intermediate_timestep must lie between 0 and max_timestep ({max_timestep}), got "
+                             f"{intermediate_timestep}")
 
     def _check_hidden(self, hidden: HiddenStates) -> None:
         if not isinstance(hidden, HiddenStates):
             raise InputError(f"expected candidate hidden states, got {type(hidden).__name__}")
-        if hidden.model_key != self.key or hidden.num_layers != self.num_layers or hidden.dim != self.width:
+        if hidden.model_key != self.key or hidden.num_layers != self.num_layers or hidden.dim != self.inner_dim:
             raise InputError("these hidden states were made by another SANA-Sprint model; use the same model to finish them")
 
     def _timesteps(self, steps: int, max_timestep: float, intermediate: float | None) -> torch.Tensor:
@@ -374,10 +438,12 @@ class SanaSprint:
         return sched.timesteps.clone()
 
     def _guidance(self, guidance: float, n: int, dtype: torch.dtype) -> torch.Tensor:
+        # Mirrors SanaSprintPipeline.__call__: the guidance embedding input is guidance * guidance_embeds_scale.
         g = torch.full([1], float(guidance), device=self.device, dtype=torch.float32).expand(n).to(dtype)
         return g * self.transformer.config.guidance_embeds_scale
 
     def _project_prompt(self, emb: PromptEmbedding) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # Mirrors SanaTransformer2DModel.forward: caption_projection, caption_norm, and the mask as an additive bias.
         tr = self.transformer
         with torch.inference_mode():
             enc = tr.caption_norm(tr.caption_projection(emb.embeds.to(self.device, self.dtype)))
@@ -386,6 +452,7 @@ class SanaSprint:
         return enc, bias
 
     def _step_inputs(self, sample: torch.Tensor, t: torch.Tensor, n: int) -> _StepInputs:
+        # Mirrors SanaSprintPipeline.__call__'s denoising loop: TrigFlow t -> SCM timestep s, and the scaled input.
         timestep = t.expand(n)
         scm_t = torch.sin(timestep) / (torch.cos(timestep) + torch.sin(timestep))
         s = scm_t.view(-1, 1, 1, 1)
@@ -393,6 +460,7 @@ class SanaSprint:
         return _StepInputs(sample, model_input, timestep, scm_t)
 
     def _embed(self, step: _StepInputs, guidance: torch.Tensor):
+        # Mirrors SanaTransformer2DModel.forward up to the blocks: patch embedding and time (+ guidance) embedding.
         tr = self.transformer
         x_in = step.model_input.to(self.dtype)
         p = tr.config.patch_size
@@ -405,6 +473,7 @@ class SanaSprint:
         return x, temb, emb_t, grid
 
     def _run_blocks(self, x, temb, enc, enc_bias, grid, start: int, stop: int, progress: "_Progress") -> torch.Tensor:
+        # Mirrors the block loop of SanaTransformer2DModel.forward (same positional arguments), for blocks start..stop-1.
         n = x.shape[0]
         enc = enc.expand(n, -1, -1)
         enc_bias = None if enc_bias is None else enc_bias.expand(n, -1, -1)
@@ -414,6 +483,7 @@ class SanaSprint:
         return x
 
     def _head(self, x: torch.Tensor, emb_t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        # Mirrors the end of SanaTransformer2DModel.forward: modulated norm_out, proj_out, unpatchify.
         tr = self.transformer
         p = tr.config.patch_size
         x = tr.proj_out(tr.norm_out(x, emb_t, tr.scale_shift_table))
@@ -421,7 +491,10 @@ class SanaSprint:
         return x.reshape(x.shape[0], -1, grid[0] * p, grid[1] * p)
 
     def _denoise(self, raw: torch.Tensor, step: _StepInputs) -> torch.Tensor:
-        """TrigFlow x0 prediction from the raw transformer output (pipeline + SCMScheduler.step formula)."""
+        """TrigFlow x0 prediction from the raw transformer output.
+
+        Mirrors SanaSprintPipeline.__call__ (the SCM -> TrigFlow flow conversion) followed by SCMScheduler.step
+        (prediction_type "trigflow": x0 = cos(t) x_t - sin(t) F). The pipeline-equality tests guard it."""
         s = step.scm_timestep.view(-1, 1, 1, 1)
         norm = torch.sqrt(s**2 + (1 - s) ** 2)
         flow = ((1 - 2 * s) * step.model_input + (1 - 2 * s + 2 * s**2) * raw) / norm
@@ -430,7 +503,8 @@ class SanaSprint:
         return torch.cos(t) * step.sample - torch.sin(t) * flow
 
     def _trigflow_step(self, raw, step: _StepInputs, t_next: torch.Tensor, generators) -> torch.Tensor:
-        """One intermediate SCM step: predict x0, then re-noise to t_next with each candidate's own generator."""
+        """One intermediate SCM step: predict x0, then re-noise to t_next with each candidate's own generator
+        (mirrors SCMScheduler.step for a step that is not the last)."""
         x0 = self._denoise(raw, step)
         noise = _randn(tuple(x0.shape), generators, x0.device) * self.sigma_data
         return torch.cos(t_next) * x0 + torch.sin(t_next) * noise
@@ -461,6 +535,27 @@ def _empty_cache(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def _load_component(cls, path: str, name: str, dtype: torch.dtype):
+    """One pipeline component through its library's own from_pretrained (safetensors only, local files only); the
+    library's loading report must list no missing or misshapen tensor, and nothing may stay without data."""
+    from .checkpoint import refuse_meta, refuse_missing, weight_files
+
+    folder = os.path.join(path, name)
+    stem = _COMPONENTS[name][2]
+    try:
+        if cls.__module__.startswith("diffusers"):
+            model, info = cls.from_pretrained(path, subfolder=name, output_loading_info=True, local_files_only=True,
+                                              use_safetensors=True, **_dtype_kwarg(dtype))
+        else:
+            model, info = cls.from_pretrained(folder, output_loading_info=True, local_files_only=True,
+                                              use_safetensors=True, dtype=dtype)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise ModelFolderError(folder, f"the {name} cannot be loaded: {e}") from e
+    refuse_missing(info.get("missing_keys", ()), info.get("mismatched_keys", ()), weight_files(folder, stem), folder)
+    refuse_meta(model, folder)
+    return model.eval()
+
+
 def _dtype_kwarg(dtype: torch.dtype) -> dict:
     """diffusers renamed `torch_dtype` to `dtype`; pass whichever the installed version understands."""
     try:
@@ -477,6 +572,6 @@ def _chi_template() -> tuple[str, ...]:
     return tuple(inspect.signature(SanaSprintPipeline.__call__).parameters["complex_human_instruction"].default)
 
 
-def _default_complex_human_instruction() -> list[str]:
+def sana_instruction() -> list[str]:
     """SANA's default instruction template, taken (once) from the installed SanaSprintPipeline itself."""
     return list(_chi_template())

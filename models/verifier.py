@@ -22,16 +22,18 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Literal
 
 import torch
 from torch import nn
 
-from .errors import InputError, ModelFolderError, require
+from .checkpoint import read_json
+from .errors import InputError, ModelFolderError, check_text, require
 from .features import ClipFeatures, HiddenFeatures, find_stats_files, latent_tokens, load_stats
 from .hidden import HiddenStates, Scores
+from .memory import check_memory
 from .precision import check_storage_device, resolve_dtype, store_weights_in
 
 logger = logging.getLogger(__name__)
@@ -67,12 +69,12 @@ class VerifierSpec:
 
     @classmethod
     def from_config(cls, cfg: dict, path: str = "") -> "VerifierSpec":
-        """Parse the llava_qwen config; a folder of another model type is a clear error."""
+        """Parse the llava_qwen config; a folder of another model type or a nonsense value is a clear error."""
         mt = cfg.get("model_type")
         if mt != "llava_qwen":
             raise ModelFolderError(path, f"config.json has model_type {mt!r}; a VHS verifier is a 'llava_qwen' checkpoint")
         tower = cfg.get("mm_vision_tower")
-        if not tower:
+        if not tower or not isinstance(tower, str):
             raise ModelFolderError(path, "config.json has no mm_vision_tower: this is a plain LLM, not a VHS verifier")
         for key in ("mm_hidden_size", "hidden_size"):
             if key not in cfg:
@@ -87,24 +89,36 @@ class VerifierSpec:
                 raise ModelFolderError(path, f"cannot tell which DiT block this verifier reads (mm_vision_tower={tower!r}, "
                                              f"mm_vision_select_feature={feature!r}); expected 'block_<n>' or 'hidden_<n>'")
             layer = int(m.group(1))
+            if layer > 511:
+                raise ModelFolderError(path, f"this verifier claims to read DiT block {layer}; no DiT has that many")
         elif "vae" in low or "latent" in low:
             kind = "latent"
         else:
             kind = "clip"
+        projector = str(cfg.get("mm_projector_type") or "linear")
+        projector_depth(projector, path)
+        ints = {}
+        for key, default, low_, high in (("vhs_token_pool", 1, 1, 64), ("mm_vision_select_layer", -2, -512, 512)):
+            value = cfg.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or not low_ <= value <= high:
+                raise ModelFolderError(path, f"config value {key}={value!r} must be a whole number from {low_} to {high}")
+            ints[key] = value
+        instruction = cfg.get("vhs_instruction") or VHS_INSTRUCTION
+        if not isinstance(instruction, str) or instruction.count(IMAGE_TOKEN) != 1 or "{prompt}" not in instruction:
+            raise ModelFolderError(path, f"vhs_instruction must contain {IMAGE_TOKEN!r} once and a {{prompt}} field")
         return cls(
             kind=kind,
             vision_tower=tower,
             mm_hidden_size=int(cfg["mm_hidden_size"]),
             llm_hidden_size=int(cfg["hidden_size"]),
-            projector_type=str(cfg.get("mm_projector_type") or "linear"),
+            projector_type=projector,
             layer=layer,
-            select_layer=int(cfg.get("mm_vision_select_layer", -2)),
+            select_layer=ints["mm_vision_select_layer"],
             select_feature=feature,
-            token_pool=int(cfg.get("vhs_token_pool", 1)),
+            token_pool=ints["vhs_token_pool"],
             normalize=bool(cfg.get("mm_vision_normalize", kind == "hidden")) and kind == "hidden",
-            instruction=str(cfg.get("vhs_instruction") or VHS_INSTRUCTION),
+            instruction=instruction,
         )
-
 
     def to_config(self) -> dict:
         """The llava_qwen config keys that describe this verifier's input (as the authors' checkpoints write them)."""
@@ -124,31 +138,77 @@ class VerifierSpec:
         return cfg
 
 
+MAX_PROJECTOR_DEPTH = 16
+
+
+def projector_depth(projector_type: str, path: str = "") -> int:
+    """Linear layers of a LLaVA projector type: 'linear' = 1, 'mlp<k>x_gelu' = k (1..MAX_PROJECTOR_DEPTH)."""
+    if projector_type == "linear":
+        return 1
+    m = re.fullmatch(r"mlp(\d{1,3})x_gelu", projector_type)
+    if m is None or not 1 <= int(m.group(1)) <= MAX_PROJECTOR_DEPTH:
+        raise ModelFolderError(path, f"unsupported mm_projector_type {projector_type!r} (supported: 'linear', "
+                                     f"'mlp<k>x_gelu' with k from 1 to {MAX_PROJECTOR_DEPTH})")
+    return int(m.group(1))
+
+
 def build_connector(projector_type: str, in_dim: int, out_dim: int) -> nn.Module:
     """The LLaVA projector: 'linear' or 'mlp<k>x_gelu' (Linear, then k-1 x [GELU, Linear])."""
+    depth = projector_depth(projector_type)
     if projector_type == "linear":
         return nn.Linear(in_dim, out_dim)
-    m = re.fullmatch(r"mlp(\d+)x_gelu", projector_type)
-    if m is None:
-        raise InputError(f"unsupported mm_projector_type {projector_type!r} (supported: 'linear', 'mlp<k>x_gelu')")
     layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
-    for _ in range(1, int(m.group(1))):
+    for _ in range(1, depth):
         layers += [nn.GELU(), nn.Linear(out_dim, out_dim)]
     return nn.Sequential(*layers)
 
 
-def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+CONNECTOR_PREFIX = "model.mm_projector."
 
 
-def _safetensors_files(path: str) -> list[str]:
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        names = sorted(set(_read_json(index)["weight_map"].values()))
-        return [os.path.join(path, n) for n in names]
-    single = os.path.join(path, "model.safetensors")
-    return [single] if os.path.isfile(single) else []
+@lru_cache(maxsize=1)
+def _llava_qwen_llm():
+    """transformers' Qwen2ForCausalLM for the LLM part of a llava_qwen checkpoint: the connector's tensors beside it
+    (model.mm_projector.*) are read separately, so the library must not report them as unexpected."""
+    from transformers import Qwen2ForCausalLM
+
+    class LlavaQwenLLM(Qwen2ForCausalLM):
+        _keys_to_ignore_on_load_unexpected = [r"model\.mm_projector\."]
+
+    return LlavaQwenLLM
+
+
+def check_verifier_folder(path: str | os.PathLike) -> tuple[dict, VerifierSpec, list[str]]:
+    """Check, without building anything, that `path` is a whole verifier folder in the llava_qwen layout: a sane
+    config, tokenizer files, whole safetensors weights whose connector tensors fit the config. Returns (config, spec,
+    weight files)."""
+    from .checkpoint import check_config_sizes, inventory, weight_files
+
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise ModelFolderError(path, "verifier folder not found")
+    cfg_file = os.path.join(path, "config.json")
+    cfg = read_json(cfg_file)
+    check_config_sizes(cfg, cfg_file)
+    spec = VerifierSpec.from_config(cfg, cfg_file)
+    if not any(os.path.isfile(os.path.join(path, f)) for f in _TOKENIZER_FILES):
+        raise ModelFolderError(path, "the verifier has no tokenizer files (tokenizer.json, or vocab.json + merges.txt)")
+    files = weight_files(path, "model")
+    found = inventory(files)
+    with torch.device("meta"):
+        expected = build_connector(spec.projector_type, spec.mm_hidden_size, spec.llm_hidden_size).state_dict()
+    for key, tensor in expected.items():
+        name = CONNECTOR_PREFIX + key
+        if name not in found:
+            raise ModelFolderError(files[0] if len(files) == 1 else path,
+                                   f"no connector weights {name} in the checkpoint (mm_projector_type "
+                                   f"{spec.projector_type!r})")
+        if found[name][1] != tuple(tensor.shape):
+            raise ModelFolderError(found[name][2], f"connector tensor {name} is {list(found[name][1])}, but the config "
+                                                   f"(mm_hidden_size {spec.mm_hidden_size}, hidden_size "
+                                                   f"{spec.llm_hidden_size}) needs {list(tensor.shape)}")
+    return cfg, spec, files
 
 
 def _load_prefixed(files: list[str], prefix: str) -> dict[str, torch.Tensor]:
@@ -188,44 +248,34 @@ class VHSVerifier:
         """
         require("transformers")
         require("safetensors")
-        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-        from transformers.utils import logging as hf_logging
+        from transformers import AutoTokenizer, Qwen2Config
+
+        from .checkpoint import refuse_meta, refuse_missing
 
         path = os.fspath(path)
-        if not os.path.isdir(path):
-            raise ModelFolderError(path, "verifier folder not found")
-        cfg_file = os.path.join(path, "config.json")
-        if not os.path.isfile(cfg_file):
-            raise ModelFolderError(path, "verifier folder has no config.json")
-        cfg = _read_json(cfg_file)
-        spec = VerifierSpec.from_config(cfg, path)
-        files = _safetensors_files(path)
-        if not files:
-            raise ModelFolderError(path, "verifier folder has no model.safetensors (or model.safetensors.index.json)")
+        cfg, spec, files = check_verifier_folder(path)
         torch_dtype = resolve_dtype(dtype)
         check_storage_device(weight_storage, device)
-
-        qcfg = Qwen2Config(**{k: v for k, v in cfg.items() if k not in _NOT_QWEN_KEYS})
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the connector weights are "unexpected" to Qwen2ForCausalLM: loaded below
         try:
-            llm = Qwen2ForCausalLM.from_pretrained(path, config=qcfg, dtype=torch_dtype, local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise ModelFolderError(path, f"could not load the verifier LLM or tokenizer: {e}") from e
-        finally:
-            hf_logging.set_verbosity(verbosity)
+            qcfg = Qwen2Config(**{k: v for k, v in cfg.items() if k not in _NOT_QWEN_KEYS})
+            llm, info = _llava_qwen_llm().from_pretrained(path, config=qcfg, dtype=torch_dtype, local_files_only=True,
+                                                          use_safetensors=True, output_loading_info=True)
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+            raise ModelFolderError(path, f"could not load the verifier LLM: {e}") from e
+        refuse_missing(info.get("missing_keys", ()), info.get("mismatched_keys", ()), files, path)
+        refuse_meta(llm, path)
+        try:  # the config is given: the tokenizer need not parse config.json, whose llava_qwen type it does not know
+            tokenizer = AutoTokenizer.from_pretrained(path, config=qcfg, local_files_only=True)
+        except (OSError, ValueError, ImportError, TypeError, KeyError) as e:
+            raise ModelFolderError(path, f"the verifier's tokenizer cannot be loaded: {e}") from e
         llm.to(device).eval()
 
         connector = build_connector(spec.projector_type, spec.mm_hidden_size, spec.llm_hidden_size)
-        state = _load_prefixed(files, "model.mm_projector.")
-        if not state:
-            raise ModelFolderError(path, "no connector weights (model.mm_projector.*) in the safetensors files")
-        try:
-            connector.load_state_dict(state)
+        try:  # shapes were checked by check_verifier_folder; extra tensors are another projector
+            connector.load_state_dict(_load_prefixed(files, CONNECTOR_PREFIX))
         except RuntimeError as e:
-            raise ModelFolderError(path, f"connector weights do not match {spec.projector_type} "
-                                         f"{spec.mm_hidden_size}->{spec.llm_hidden_size}: {e}") from e
+            raise ModelFolderError(path, f"the connector tensors do not match mm_projector_type "
+                                         f"{spec.projector_type!r}: {e}") from e
         connector.to(device=device, dtype=torch_dtype).eval()
 
         hidden_features = clip = None
@@ -263,7 +313,7 @@ class VHSVerifier:
         cfg_file = os.path.join(llm_path, "config.json")
         if not os.path.isfile(cfg_file):
             raise ModelFolderError(llm_path, "LLM folder has no config.json")
-        model_type = _read_json(cfg_file).get("model_type")
+        model_type = read_json(cfg_file).get("model_type")
         if model_type != "qwen2":
             raise ModelFolderError(llm_path, f"expected a Qwen2 causal LM (model_type 'qwen2'), found {model_type!r}")
         if kind == "hidden" and layer is None:
@@ -305,7 +355,7 @@ class VHSVerifier:
             connector = {f"model.mm_projector.{k}": v for k, v in self.connector.state_dict().items()}
             add_tensors_to_checkpoint(tmp, connector, "model-mm_projector.safetensors")
             cfg_file = os.path.join(tmp, "config.json")
-            cfg = _read_json(cfg_file)
+            cfg = read_json(cfg_file)
             cfg.update(self.spec.to_config())
             with open(cfg_file, "w", encoding="utf-8") as f:
                 json.dump(cfg, f, indent=2)
@@ -348,7 +398,6 @@ class VHSVerifier:
         """Rough upper bound of the activation memory of scoring these candidates: the LLM over text + visual tokens
         (per token a few hidden-size tensors and the gated MLP), plus the CLIP tower for pixel-space verifiers. For
         memory managers that free room before a run (ComfyUI's load_models_gpu(memory_required=...))."""
-        cfg = self.llm.config
         item = self.dtype.itemsize
         n = len(hidden)
         if self.clip is not None:
@@ -358,8 +407,13 @@ class VHSVerifier:
         else:
             image_tokens = hidden.tokens // max(1, self.spec.token_pool) ** 2 if self.kind == "hidden" else hidden.tokens
             tower = 0
-        llm = n * (image_tokens + text_tokens) * (4 * cfg.hidden_size + 3 * cfg.intermediate_size) * item
-        return int(llm + tower)
+        return int(self.features_activation_bytes(n, image_tokens, text_tokens) + tower)
+
+    def features_activation_bytes(self, n: int, image_tokens: int, text_tokens: int = 128) -> int:
+        """Rough upper bound of the LLM's activation memory for n candidates of `image_tokens` visual tokens."""
+        cfg = self.llm.config
+        return int(n * (image_tokens + text_tokens) * (4 * cfg.hidden_size + 3 * cfg.intermediate_size)
+                   * self.dtype.itemsize)
 
     def _single_token(self, word: str) -> int:
         ids = self.tokenizer.encode(word, add_special_tokens=False)
@@ -368,8 +422,13 @@ class VHSVerifier:
         return int(ids[0])
 
     def _tokenize_prompt(self, prompt: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Token ids before and after the image placeholder, chunk by chunk like LLaVA's tokenizer_image_token."""
         message = self.spec.instruction.format(prompt=prompt)
+        return self.tokens_around_image(message)
+
+    def tokens_around_image(self, message: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Token ids before and after the image placeholder of a user message in the chat template, chunk by chunk like
+        LLaVA's tokenizer_image_token (a BOS the tokenizer adds to both chunks is kept once). Training's questions and
+        the scoring question both go through here, so they see the same tokens."""
         text = self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
                                                   add_generation_prompt=True)
         chunks = text.split(IMAGE_TOKEN)
@@ -382,19 +441,22 @@ class VHSVerifier:
             after = after[1:]
         return tuple(before), tuple(after)
 
+    def prompt_token_ids(self, prompt: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(ids before the image, ids after it) of the verifier's question about `prompt` (cached per prompt)."""
+        return self._prompt_ids(self._check_prompt(prompt))
+
     def layout(self, prompt: str, image_tokens: int) -> tuple[int, int, int]:
         """(tokens before the image, image tokens, tokens after) for one candidate."""
-        before, after = self._prompt_ids(self._check_prompt(prompt))
+        before, after = self.prompt_token_ids(prompt)
         return len(before), image_tokens, len(after)
 
-    def _check_prompt(self, prompt: str) -> str:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError("the prompt is empty")
-        return prompt
+    @staticmethod
+    def _check_prompt(prompt: str) -> str:
+        return check_text(prompt)
 
     def build_inputs(self, prompt: str, features: torch.Tensor) -> torch.Tensor:
         """Input embeddings [N, before + tokens + after, H]: text, connector(features), text."""
-        before, after = self._prompt_ids(self._check_prompt(prompt))
+        before, after = self.prompt_token_ids(prompt)
         n, t, c = features.shape
         if c != self.spec.mm_hidden_size:
             raise InputError(f"features have {c} channels, the verifier's connector expects {self.spec.mm_hidden_size}")
@@ -419,33 +481,55 @@ class VHSVerifier:
         if self.kind == "hidden":
             if hidden.layer != self.spec.layer:
                 raise InputError(f"this verifier reads DiT block {self.spec.layer}, but the candidates stopped after "
-                                 f"block {hidden.layer}; set the sampler's layer to {self.spec.layer}")
-            if hidden.dim != self.spec.mm_hidden_size:
-                raise InputError(f"the hidden states are {hidden.dim} wide, the verifier expects {self.spec.mm_hidden_size}: "
-                                 "it was trained for another SANA-Sprint")
-            return self.hidden_features(hidden.hidden, hidden.grid)
+                                 f"block {hidden.layer}: generate them with layer {self.spec.layer}")
+            return self.stored_features(hidden=hidden.hidden, grid=hidden.grid)
         if model is None:
             raise InputError(f"the {self.kind} verifier needs the SANA-Sprint model to finish the candidates")
         latents = model.suffix(hidden, callback=callback)
         if self.kind == "latent":
+            return self.stored_features(latents=latents)
+        return self.stored_features(images=model.decode(latents))
+
+    def stored_features(self, hidden: torch.Tensor | None = None, grid: tuple[int, int] | None = None,
+                        latents: torch.Tensor | None = None, images: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, tokens, channels] features from what a candidate leaves behind: its h_l* [N, T, C] (hidden verifiers,
+        with the token grid), its final latent [N, C, h, w] (AE-latent verifiers) or its image [N, 3, H, W] in 0..1
+        or uint8 (CLIP verifiers). Live candidates (features()) and stored training data take this same path."""
+        if self.kind == "hidden":
+            if hidden is None or grid is None:
+                raise InputError("a hidden-state verifier reads h_l* and its token grid")
+            if hidden.shape[-1] != self.spec.mm_hidden_size:
+                raise InputError(f"the hidden states are {hidden.shape[-1]} wide, the verifier expects "
+                                 f"{self.spec.mm_hidden_size}: it was trained for another SANA-Sprint")
+            return self.hidden_features(hidden, grid)
+        if self.kind == "latent":
+            if latents is None:
+                raise InputError("an AE-latent verifier reads final latents")
             return latent_tokens(latents)
-        return self.clip(model.decode(latents))
+        if images is None:
+            raise InputError("a CLIP verifier reads images")
+        return self.clip(images.float() / 255 if images.dtype == torch.uint8 else images)
 
     # ---------------------------------------------------------------- scoring
     def score_features(self, prompt: str, features: torch.Tensor, mode: ScoreMode = "reference",
-                       batch_size: int | None = None, indices: tuple[int, ...] | None = None) -> Scores:
-        """Score [N, T, C] features for one prompt with one forward per batch (all N by default)."""
+                       batch_size: int | None = None, indices: tuple[int, ...] | None = None,
+                       run: str = "") -> Scores:
+        """Score [N, T, C] features for one prompt with one forward per batch (all N by default).
+
+        The one scoring pass of the library: inference, training's evaluation and the benchmarks all come here."""
         if mode not in SCORE_MODES:
             raise InputError(f"unknown score mode {mode!r}; choose one of {SCORE_MODES}")
         n = features.shape[0]
         if n < 1:
             raise InputError("no candidates to score")
         bs = n if not batch_size else max(1, int(batch_size))
+        check_memory(self.features_activation_bytes(min(n, bs), features.shape[1]), self.device,
+                     f"scoring {min(n, bs)} candidates", per_item=self.features_activation_bytes(1, features.shape[1]))
         logits = []
         with torch.inference_mode():
             for start in range(0, n, bs):
                 logits.append(self.answer_logits(self.build_inputs(prompt, features[start:start + bs])))
-        return self._scores_from_logits(torch.cat(logits), mode, indices or tuple(range(n)))
+        return self.scores_from_logits(torch.cat(logits), mode, indices or tuple(range(n)), run)
 
     def answer_logits(self, embeds: torch.Tensor) -> torch.Tensor:
         """Next-token logits at the answer position [N, vocab]: the LM head runs on that one position only."""
@@ -457,25 +541,27 @@ class VHSVerifier:
         out = self.llm(inputs_embeds=embeds, logits_to_keep=1, use_cache=False, **extra)
         return out.logits[:, -1].float()
 
-    def _scores_from_logits(self, logits: torch.Tensor, mode: ScoreMode, indices: tuple[int, ...]) -> Scores:
-        probs = torch.softmax(logits, dim=-1)
+    def scores_from_logits(self, logits: torch.Tensor, mode: ScoreMode, indices: tuple[int, ...],
+                           run: str = "") -> Scores:
+        """Answer-position logits [N, vocab] -> Scores (P(yes), P(no), the top token's verdict, the ranking value)."""
+        probs = torch.softmax(logits.float(), dim=-1)
         p_yes, p_no = probs[:, self.yes_id], probs[:, self.no_id]
-        if mode == "normalized":
-            scores = p_yes / (p_yes + p_no).clamp_min(1e-12)
-        else:
-            # The reference answers with its top token: P(yes) if that token reads "yes", else -P(no).
-            top = logits.argmax(dim=-1).tolist()
-            says_yes = torch.tensor(["yes" in self.tokenizer.decode([t], skip_special_tokens=True).lower() for t in top],
-                                    device=probs.device)
-            scores = torch.where(says_yes, p_yes, -p_no)
-        return Scores(scores=scores.cpu(), p_yes=p_yes.cpu(), p_no=p_no.cpu(), mode=mode, verifier=self.name,
-                      indices=tuple(indices))
+        top = logits.argmax(dim=-1).tolist()
+        says_yes = torch.tensor([self._reads_yes(t) for t in top], dtype=torch.bool)
+        scores = Scores(scores=p_yes.cpu(), p_yes=p_yes.cpu(), p_no=p_no.cpu(), says_yes=says_yes, mode="", verifier=self.name,
+                        indices=tuple(indices), run_key=run)
+        return scores.with_mode(mode)
+
+    def _reads_yes(self, token_id: int) -> bool:
+        """The reference's verdict rule: the decoded answer token contains "yes" (any case)."""
+        return "yes" in self.tokenizer.decode([token_id], skip_special_tokens=True).lower()
 
     def score(self, model, hidden: HiddenStates, mode: ScoreMode = "reference", batch_size: int | None = None,
               callback: Callable[[int, int], None] | None = None) -> Scores:
         """Score every candidate of `hidden` (same interface for hidden, latent and CLIP verifiers)."""
         feats = self.features(model, hidden, callback=callback)
-        return self.score_features(hidden.prompt, feats, mode=mode, batch_size=batch_size, indices=hidden.indices)
+        return self.score_features(hidden.prompt, feats, mode=mode, batch_size=batch_size, indices=hidden.indices,
+                                   run=hidden.run_key)
 
     def score_with_generate(self, prompt: str, features: torch.Tensor) -> Scores:
         """Slow path as the reference runs it: one candidate at a time, 3-beam generate of one token."""
@@ -488,54 +574,15 @@ class VHSVerifier:
                                         return_dict_in_generate=True, output_scores=True,
                                         pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
                 logits.append(out.scores[0][0].float())  # first beam of the first step: log-softmax of the logits
-        return self._scores_from_logits(torch.stack(logits), "reference", tuple(range(features.shape[0])))
+        return self.scores_from_logits(torch.stack(logits), "reference", tuple(range(features.shape[0])))
 
 
 def _find_vision_tower(path: str, tower: str) -> str:
     """Where a CLIP verifier's vision tower lives locally: <verifier>/vision_tower, a sibling folder, or a path."""
     candidates = [os.path.join(path, "vision_tower"),
-                  os.path.join(os.path.dirname(os.path.normpath(path)), tower.rstrip("/").split("/")[-1]),
-                  tower]
+                  os.path.join(os.path.dirname(os.path.normpath(path)), os.path.basename(tower.rstrip("/\\")))]
     for c in candidates:
         if os.path.isfile(os.path.join(c, "config.json")):
             return c
     raise ModelFolderError(path, f"this CLIP verifier needs its vision tower {tower!r}: put that model in "
                                  f"{candidates[0]} (or next to the verifier as {candidates[1]})")
-
-
-def check_scores_match(hidden: HiddenStates, scores: Scores) -> None:
-    """A clear error when `scores` were computed for other candidates than `hidden` (a crossed connection)."""
-    if len(scores) != len(hidden) or tuple(scores.indices) != tuple(hidden.indices):
-        raise InputError(f"the scores belong to other candidates ({len(scores)} scores for {len(hidden)} candidates)")
-
-
-def select_top_k(hidden: HiddenStates, scores: Scores, k: int = 1,
-                 override: int | None = None) -> tuple[HiddenStates, list[int], list[float]]:
-    """Best-of-N: keep the k best-scored candidates (best first); returns them, their original indices and scores.
-
-    `override` (an original candidate index) puts that candidate first instead of the verifier's choice.
-    The selection records verifier, N, score mode and ranks in `extras` (for image metadata downstream); selecting
-    again among already-selected candidates (a cascade, e.g. VHS prunes N to k, CLIP re-ranks the k) keeps the
-    original N and names both verifiers.
-    """
-    check_scores_match(hidden, scores)
-    if not 1 <= k <= len(hidden):
-        raise InputError(f"k must be between 1 and the number of candidates ({len(hidden)}), got {k}")
-    ranking = scores.ranking()
-    if override is not None:
-        if override not in hidden.indices:
-            raise InputError(f"candidate {override} is not among these candidates {list(hidden.indices)}")
-        first = hidden.indices.index(override)
-        ranking = [first] + [i for i in ranking if i != first]
-    order = ranking[:k]
-    chosen = scores.scores[order]
-    rank_of = {pos: r for r, pos in enumerate(scores.ranking(), start=1)}
-    extras = {"verifier": scores.verifier, "n_candidates": len(hidden), "score_mode": scores.mode,
-              "ranks": [rank_of[i] for i in order], "override": override}
-    prior = hidden.extras
-    if "n_candidates" in prior:  # a cascade: an earlier verifier kept these candidates, this one re-ranks them
-        extras.update(verifier=f"{prior['verifier']} -> {scores.verifier}", n_candidates=prior["n_candidates"],
-                      pruned_to=len(hidden))
-    extras.update({key: prior[key] for key in ("budget_ms",) if key in prior})
-    selected = replace(hidden.select(order, scores=chosen), extras=extras)
-    return selected, [hidden.indices[i] for i in order], [float(s) for s in chosen]

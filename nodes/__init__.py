@@ -1,38 +1,30 @@
-"""ComfyUI node classes: a thin skin over models/ (widgets in, one library call, typed objects out)."""
+"""ComfyUI nodes (V3 schema): a thin skin over models/ - widgets in, one library call, typed objects out."""
 
-from . import comfy
-from .extra_nodes import BestOfNTimeBudget, CandidatePreview, SaveImageWithScores
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import host
+from .budget import BestOfNTimeBudget
 from .loaders import MLLMVerifierLoader, SanaSprintLoader, VHSVerifierLoader
-from .vhs_nodes import BestOfNSelect, DecodeWinner, MLLMVerifierAE, MLLMVerifierCLIP, SanaSprintHiddenSampler, VHSVerifierNode
+from .preview import CandidatePreview
+from .sampling import SanaSprintHiddenSampler
+from .save import SaveImageWithScores
+from .selection import BestOfNSelect, DecodeWinner
+from .verifiers import MLLMVerifierAE, MLLMVerifierCLIP, VHSVerifierNode
 
-comfy.register_model_folders()
+NODES: list[type[io.ComfyNode]] = [
+    SanaSprintLoader, SanaSprintHiddenSampler, VHSVerifierLoader, VHSVerifierNode, BestOfNSelect, DecodeWinner,
+    MLLMVerifierLoader, MLLMVerifierCLIP, MLLMVerifierAE, BestOfNTimeBudget, CandidatePreview, SaveImageWithScores,
+]
 
-NODE_CLASS_MAPPINGS = {
-    "SanaSprintLoaderVHS": SanaSprintLoader,
-    "SanaSprintHiddenSamplerVHS": SanaSprintHiddenSampler,
-    "VHSVerifierLoader": VHSVerifierLoader,
-    "VHSVerifier": VHSVerifierNode,
-    "VHSBestOfNSelect": BestOfNSelect,
-    "VHSDecodeWinner": DecodeWinner,
-    "MLLMVerifierLoaderVHS": MLLMVerifierLoader,
-    "MLLMVerifierCLIPVHS": MLLMVerifierCLIP,
-    "MLLMVerifierAEVHS": MLLMVerifierAE,
-    "VHSBestOfNTimeBudget": BestOfNTimeBudget,
-    "VHSCandidatePreview": CandidatePreview,
-    "VHSSaveImageWithScores": SaveImageWithScores,
-}
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "SanaSprintLoaderVHS": "SANA-Sprint Loader",
-    "SanaSprintHiddenSamplerVHS": "SANA-Sprint Hidden-State Sampler",
-    "VHSVerifierLoader": "VHS Verifier Loader",
-    "VHSVerifier": "VHS Verifier",
-    "VHSBestOfNSelect": "Best-of-N Select",
-    "VHSDecodeWinner": "Decode Winner",
-    "MLLMVerifierLoaderVHS": "MLLM Verifier Loader",
-    "MLLMVerifierCLIPVHS": "MLLM Verifier (CLIP)",
-    "MLLMVerifierAEVHS": "MLLM Verifier (AE latent)",
-    "VHSBestOfNTimeBudget": "VHS Best-of-N (Time Budget)",
-    "VHSCandidatePreview": "VHS Candidate Preview",
-    "VHSSaveImageWithScores": "Save Image (VHS scores)",
-}
+class VHSExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> VHSExtension:
+    """ComfyUI calls this to load the pack's nodes."""
+    host.register_model_folders()
+    return VHSExtension()

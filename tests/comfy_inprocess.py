@@ -1,6 +1,6 @@
 """Run the pack inside ComfyUI's own model management, in this process (no server), and report what it saw.
 
-    python tests/comfy_inprocess.py COMFYUI_DIR MODELS_DIR   # prints one JSON line
+    python tests/comfy_inprocess.py COMFYUI_DIR SANA_MODELS_DIR VHS_MODELS_DIR   # prints one JSON line
 
 A script rather than an import in pytest: ComfyUI's modules (comfy.model_management, folder_paths) are process-wide
 singletons configured from the command line, so each check gets a fresh process started with --cpu.
@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-comfy_dir, models_dir = sys.argv[1], sys.argv[2]
+comfy_dir, sana_dir, vhs_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.argv = [sys.argv[0], "--cpu"]
 sys.path.insert(0, comfy_dir)
@@ -23,14 +23,22 @@ comfy.options.enable_args_parsing()
 import comfy.model_management as mm  # noqa: E402
 import torch  # noqa: E402
 
-os.environ["VHS_MODELS_DIR"] = models_dir
+import folder_paths  # noqa: E402
+
 spec = importlib.util.spec_from_file_location("ComfyUI_VHS", os.path.join(ROOT, "__init__.py"),
                                               submodule_search_locations=[ROOT])
 pack = importlib.util.module_from_spec(spec)
 sys.modules["ComfyUI_VHS"] = pack
 spec.loader.exec_module(pack)
-nodes = pack.NODE_CLASS_MAPPINGS
-RES = importlib.import_module("ComfyUI_VHS.models.fixtures").TINY_RESOLUTION
+folder_paths.add_model_folder_path("sana", sana_dir)
+folder_paths.add_model_folder_path("vhs", vhs_dir)
+nodes = {cls.GET_SCHEMA().node_id: cls for cls in pack.nodes.NODES}
+sys.path.append(ROOT)  # after ComfyUI: its `nodes` module stays first, and `models` resolves to this repository's
+from apps.fixtures import TINY_RESOLUTION as RES  # noqa: E402
+
+
+def run(node_id: str, **inputs):
+    return nodes[node_id].execute(**inputs)
 
 
 calls: list[tuple[list, int]] = []  # (patchers, memory_required) of every load request our nodes make
@@ -49,6 +57,12 @@ def roles_of(patchers: list, *owners) -> list[str]:
     return sorted(role for owner in owners for role, p in owner.patchers.items() if any(p is q for q in patchers))
 
 
+def sample(model, verifier):
+    return run("SanaSprintHiddenSamplerVHS", model=model, verifier=verifier, prompt="a red cube", seed=0, candidates=3,
+               layer=-1, width=RES, height=RES, steps=1, guidance=4.5, max_timestep=1.5708,
+               intermediate_timestep=1.3)[0]
+
+
 def loaded_roles(*owners) -> list[str]:
     """Which of our managed parts ComfyUI currently counts as loaded."""
     current = [lm.model for lm in mm.current_loaded_models]
@@ -57,32 +71,34 @@ def loaded_roles(*owners) -> list[str]:
 
 report = {}
 for text_encoder in ("keep loaded", "offload after encoding"):
-    model = nodes["SanaSprintLoaderVHS"]().load("Sana_Sprint_1.6B_1024px_diffusers", "fp32", "auto", "fp8_e4m3fn",
-                                               text_encoder)[0]
-    verifier = nodes["VHSVerifierLoader"]().load("vhs-hidden-verifier", "fp32", "auto", "fp8_e4m3fn")[0]
-    hidden = nodes["SanaSprintHiddenSamplerVHS"]().sample(model, "a red cube", 0, 3, 1, RES, RES, 1, 4.5, 1.5708, 1.3)[0]
+    model = run("SanaSprintLoaderVHS", model_name="Sana_Sprint_1.6B_1024px_diffusers", dtype="fp32", device="auto",
+                weight_storage="fp8_e4m3fn", text_encoder=text_encoder)[0]
+    verifier = run("VHSVerifierLoader", verifier_name="vhs-hidden-verifier", dtype="fp32", device="auto",
+                   weight_storage="fp8_e4m3fn")[0]
+    hidden = sample(model, verifier)
     after_sampling = loaded_roles(model)
-    scores = nodes["VHSVerifier"]().score(verifier, hidden, "normalized")["result"][0]
-    winner = nodes["VHSBestOfNSelect"]().select(hidden, scores, 1)["result"][0]
-    image = nodes["VHSDecodeWinner"]().decode(model, winner)[0]
+    scores = run("VHSVerifier", verifier=verifier, hidden=hidden, score_mode="normalized")[0]
+    winner = run("VHSBestOfNSelect", hidden=hidden, scores=scores, k=1)[0]
+    image = run("VHSDecodeWinner", model=model, hidden=winner)[0]
     report[text_encoder] = {
         "after_sampling": after_sampling,
         "after_decode": loaded_roles(model, verifier),
-        "transformer_weight": str(model.transformer.transformer_blocks[0].attn1.to_q.weight.dtype),
-        "llm_weight": str(verifier.llm.model.layers[0].mlp.up_proj.weight.dtype),
+        "transformer_weight": str(model.model.transformer.transformer_blocks[0].attn1.to_q.weight.dtype),
+        "llm_weight": str(verifier.verifier.llm.model.layers[0].mlp.up_proj.weight.dtype),
         "image_ok": bool(torch.isfinite(image).all() and image.shape == (1, RES, RES, 3)),
     }
     mm.unload_all_models()
     report[text_encoder]["after_free"] = loaded_roles(model, verifier)
 
 # the memory each node asks ComfyUI to free for its activations, and what it loads in one request
-clip = nodes["MLLMVerifierLoaderVHS"]().load("vhs-mllm-clip-verifier", "fp32", "auto")[0]
+clip = run("MLLMVerifierLoaderVHS", verifier_name="vhs-mllm-clip-verifier", dtype="fp32", device="auto")[0]
 calls.clear()
-hidden = nodes["SanaSprintHiddenSamplerVHS"]().sample(model, "a red cube", 0, 3, 1, RES, RES, 1, 4.5, 1.5708, 1.3)[0]
-nodes["VHSVerifier"]().score(verifier, hidden, "normalized")
-nodes["MLLMVerifierCLIPVHS"]().score(model, clip, hidden, "normalized")
+hidden = sample(model, verifier)
+run("VHSVerifier", verifier=verifier, hidden=hidden, score_mode="normalized")
+run("MLLMVerifierCLIPVHS", model=model, verifier=clip, hidden=hidden, score_mode="normalized")
+sana = model.model
 report["requests"] = [{"roles": roles_of(p, model, verifier, clip), "memory_required": m} for p, m in calls]
-report["expected"] = {"prefix": model.activation_bytes(3, RES, RES), "verify": verifier.activation_bytes(hidden),
-                      "clip": model.activation_bytes(3, RES, RES) + clip.activation_bytes(hidden)
-                      + model.decode_bytes(3, RES, RES)}
+report["expected"] = {"prefix": sana.activation_bytes(3, RES, RES), "verify": verifier.verifier.activation_bytes(hidden),
+                      "clip": sana.activation_bytes(3, RES, RES) + clip.verifier.activation_bytes(hidden)
+                      + sana.decode_bytes(3, RES, RES)}
 print(json.dumps(report))

@@ -1,4 +1,5 @@
-"""Helpers to check and run ComfyUI graphs against the pack's node classes (no ComfyUI needed)."""
+"""Helpers to check and run ComfyUI graphs against the pack's V3 node classes, as ComfyUI's executor does (validate
+the literal inputs, then execute), without a server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ WORKFLOWS = os.path.join(ROOT, "workflows")
 CORE_NODES = {
     "SaveImage": {"inputs": [("images", "IMAGE", False), ("filename_prefix", "STRING", True)], "outputs": []},
     "PreviewAny": {"inputs": [("source", "*", False)], "outputs": []},
+    "PreviewImage": {"inputs": [("images", "IMAGE", False)], "outputs": []},
     "Note": {"inputs": [("text", "STRING", True)], "outputs": []},
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -25,13 +27,20 @@ def load(path: str) -> dict:
         return json.load(f)
 
 
+class ValidationFailed(ValueError):
+    """A node's validate_inputs refused its inputs (ComfyUI answers such a prompt with a validation error)."""
+
+
 def node_inputs(cls) -> list[tuple[str, object, dict]]:
-    """(name, type-or-choices, options) of a V1 node, required then optional, in declaration order."""
-    spec = cls.INPUT_TYPES()
+    """(name, type - or the list of choices for a combo -, options) of a node as /object_info shows it, required then
+    optional, in declaration order."""
+    spec = cls.INPUT_TYPES(include_hidden=False)
     out = []
     for section in ("required", "optional"):
         for name, value in spec.get(section, {}).items():
-            out.append((name, value[0], value[1] if len(value) > 1 else {}))
+            opts = value[1] if len(value) > 1 else {}
+            kind = opts.get("options", []) if value[0] == "COMBO" else value[0]
+            out.append((name, kind, opts))
     return out
 
 
@@ -117,7 +126,23 @@ def topological(prompt: dict) -> list[str]:
     return order
 
 
-def execute(prompt: dict, mappings: dict) -> dict[str, tuple]:
+def run_node(cls, inputs: dict, linked: set[str] = frozenset(), hidden: dict | None = None):
+    """ComfyUI's order for one node: validate_inputs gets the literal inputs it names (linked ones arrive as None),
+    then execute runs on a class clone carrying the hidden inputs. Returns the NodeOutput."""
+    import inspect
+
+    from comfy_api.internal import first_real_override
+
+    validate = first_real_override(cls, "validate_inputs")
+    if validate is not None:
+        names = inspect.signature(validate).parameters
+        verdict = validate(**{k: (None if k in linked else v) for k, v in inputs.items() if k in names})
+        if verdict is not True:
+            raise ValidationFailed(f"{cls.GET_SCHEMA().node_id}: {verdict}")
+    return cls.PREPARE_CLASS_CLONE(hidden or {}).execute(**inputs)
+
+
+def execute(prompt: dict, mappings: dict, hidden: dict | None = None) -> dict[str, tuple]:
     """Run an API prompt through the node classes in topological order; core sink nodes are recorded, not run."""
     results: dict[str, tuple] = {}
     for nid in topological(prompt):
@@ -127,6 +152,7 @@ def execute(prompt: dict, mappings: dict) -> dict[str, tuple]:
         if cls is None:  # a core sink (SaveImage, PreviewAny): keep what it received
             results[nid] = (kwargs,)
             continue
-        out = getattr(cls(), cls.FUNCTION)(**kwargs)
-        results[nid] = out.get("result", ()) if isinstance(out, dict) else out
+        linked = {k for k, v in node["inputs"].items() if isinstance(v, list)}
+        out = run_node(cls, kwargs, linked, hidden)
+        results[nid] = tuple(out.result or ())
     return results

@@ -9,7 +9,7 @@ import torch
 
 from models import SanaSprint, VHSVerifier
 from models.embedded import EMBEDDED_DIR, SHIPPED, demo_settings, embedded_model, is_shapeworld
-from models.shapeworld import judge, split_prompts
+from apps.shapeworld import judge, split_prompts
 
 
 def test_the_embedded_models_are_shipped_and_load():

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from conftest import GENEVAL
-from models import InputError, geneval
-from models.training.data import read_prompts
+from apps import geneval
+from models import InputError
+from apps.prompts import read_prompts
 
 
 @pytest.fixture(scope="module")

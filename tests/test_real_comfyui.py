@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -49,36 +50,45 @@ def test_pack_imports_without_failure(server):
     assert PACK_DIR_NAME in log, "ComfyUI did not report loading the pack"
 
 
+def choices(object_info: dict, node: str, name: str) -> list[str]:
+    spec = object_info[node]["input"]["required"][name]
+    return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
+
+
 def test_object_info_lists_every_node_with_its_inputs(pack, object_info):
-    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+    for node_id, cls in pack.nodes.items():
         assert node_id in object_info, f"{node_id} missing from /object_info"
         info = object_info[node_id]
-        assert info["display_name"] == pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
-        assert info["category"] == cls.CATEGORY and info["python_module"].endswith(PACK_DIR_NAME)
+        assert info["display_name"] == pack.display[node_id]
+        assert info["category"] == cls.GET_SCHEMA().category and info["python_module"].endswith(PACK_DIR_NAME)
         declared = list(info["input"]["required"]) + list(info["input"].get("optional", {}))
         assert declared == [name for name, _, _ in node_inputs(cls)]
         assert info["output"] == list(cls.RETURN_TYPES)
         for name, spec in {**info["input"]["required"], **info["input"].get("optional", {})}.items():
             assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip in the real UI"
-    loader = object_info["SanaSprintLoaderVHS"]["input"]["required"]["model_name"][0]
+    loader = choices(object_info, "SanaSprintLoaderVHS", "model_name")
     assert "Sana_Sprint_1.6B_1024px_diffusers" in loader, "extra_model_paths.yaml models were not listed"
-    assert "vhs-hidden-verifier" in object_info["VHSVerifierLoader"]["input"]["required"]["verifier_name"][0]
+    assert "embedded: ShapeWorld demo (64 px)" in loader
+    assert "vhs-hidden-verifier" in choices(object_info, "VHSVerifierLoader", "verifier_name")
 
 
 def test_workflow_templates_are_served(server):
     templates = get_json(f"{server.url}/workflow_templates")
     names = set(templates.get(PACK_DIR_NAME, []))
     assert {os.path.splitext(os.path.basename(p))[0] for p in workflow_files()} == names
-    for name in names:  # the template browser's card image for each workflow
-        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.jpg", timeout=10) as r:
+    for name in names:  # the workflow and the template browser's card image, as the browser asks for them
+        base = f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{urllib.parse.quote(name)}"
+        with urllib.request.urlopen(f"{base}.json", timeout=10) as r:
+            assert json.loads(r.read())["nodes"]
+        with urllib.request.urlopen(f"{base}.jpg", timeout=10) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
             with Image.open(io.BytesIO(r.read())) as im:
-                assert im.format == "JPEG" and im.width >= 256
+                assert im.format == "JPEG" and im.size == (640, 360)
 
 
 def test_node_help_pages_are_served(server, pack):
     """The node-docs panel fetches /extensions/<pack>/docs/<node>.md (after trying a per-locale file)."""
-    for node_id, display in pack.NODE_DISPLAY_NAME_MAPPINGS.items():
+    for node_id, display in pack.display.items():
         with urllib.request.urlopen(f"{server.url}/extensions/{PACK_DIR_NAME}/docs/{node_id}.md", timeout=10) as r:
             assert r.status == 200 and r.read().decode("utf-8").startswith(f"# {display}\n")
 
@@ -89,33 +99,59 @@ def _errors(entry: dict) -> str:
                      for m in entry["status"].get("messages", []) if m[0] == "execution_error") or "no error message"
 
 
-from test_workflows import tiny_settings as _tiny  # noqa: E402
+from test_workflows import with_embedded_models  # noqa: E402
+
+
+def _prompt(object_info: dict, path: str) -> dict:
+    """A shipped workflow as the frontend would queue it (comfy-cli's converter), loaders switched to the embedded
+    models where it names real ones (no real weights in CI); N, sizes and budgets as shipped."""
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    return with_embedded_models(convert_ui_to_api(load(path), object_info))
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=os.path.basename)
-def test_every_workflow_runs_in_comfyui(server, object_info, res, path):
-    from comfy_cli.workflow_to_api import convert_ui_to_api
-
-    prompt = _tiny(convert_ui_to_api(load(path), object_info), res, "mllm" in os.path.basename(path))
+def test_every_workflow_runs_in_comfyui(server, object_info, path):
+    prompt = _prompt(object_info, path)
     entry = server.run(prompt)
     assert entry["status"]["status_str"] == "success", _errors(entry)
-    save = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "VHSSaveImageWithScores")][0]
-    images = entry["outputs"][save]["images"]
-    assert len(images) == 1
-    with Image.open(os.path.join(server.base, "output", images[0]["subfolder"], images[0]["filename"])) as im:
-        assert im.size == (res, res)
-    ranking = [n for nid, n in entry["outputs"].items() if prompt[nid]["class_type"] == "PreviewAny"][0]
-    assert "".join(ranking["text"]).startswith(("Best-of-", "budget "))
-    if prompt[save]["class_type"] == "VHSSaveImageWithScores":  # scores written next to ComfyUI's own chunks
+    saves = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "VHSSaveImageWithScores")]
+    previews = [nid for nid, n in prompt.items() if n["class_type"] == "PreviewImage"]
+    assert saves or previews
+    for nid in saves:
+        images = entry["outputs"][nid]["images"]
+        assert len(images) == 1
         with Image.open(os.path.join(server.base, "output", images[0]["subfolder"], images[0]["filename"])) as im:
-            assert "workflow" not in im.text or im.text["vhs_budget_ms"]
-            assert im.text["prompt"] and im.text["vhs_n"] and im.text["vhs_verifier"]
+            assert im.size == (64, 64)
+            if prompt[nid]["class_type"] == "VHSSaveImageWithScores":  # scores next to ComfyUI's own chunks
+                assert im.text["prompt"] and im.text["vhs_n"] and im.text["vhs_verifier"]
+                assert (im.text["vhs_width"], im.text["vhs_height"]) == ("64", "64")
+    rankings = [n for nid, n in entry["outputs"].items() if prompt[nid]["class_type"] == "PreviewAny"]
+    assert rankings and all("".join(r["text"]).startswith(("Best-of-", "budget ")) for r in rankings)
 
 
-def test_bad_widget_value_is_a_validation_error(server, object_info, res):
-    from comfy_cli.workflow_to_api import convert_ui_to_api
+def test_a_model_that_is_not_installed_is_a_validation_error_naming_the_folder(server, object_info):
+    prompt = _prompt(object_info, [p for p in workflow_files() if "VHS Best-of-9 at 1100 ms" in p][0])
+    loader = [n for n in prompt.values() if n["class_type"] == "SanaSprintLoaderVHS"][0]
+    loader["inputs"]["model_name"] = "Sana_Sprint_0.6B_1024px_diffusers"
+    status, body = server.queue(prompt)
+    assert status == 400, body
+    errors = [e for n in body["node_errors"].values() for e in n["errors"]]
+    text = json.dumps(errors)
+    assert "is not installed" in text and "sana" in text and "huggingface-cli download" in text
 
-    prompt = _tiny(convert_ui_to_api(load(workflow_files()[0]), object_info), res, False)
+
+@pytest.mark.parametrize("name,value", [("guidance", "nan"), ("max_timestep", "nan"), ("intermediate_timestep", "inf")])
+def test_non_finite_settings_are_a_validation_error(server, object_info, name, value):
+    prompt = _prompt(object_info, workflow_files()[0])
+    sampler = [n for n in prompt.values() if n["class_type"] == "SanaSprintHiddenSamplerVHS"][0]
+    sampler["inputs"][name] = value
+    status, body = server.queue(prompt)
+    assert status == 400 and name in json.dumps(body["node_errors"]), body
+
+
+def test_bad_widget_value_is_a_validation_error(server, object_info):
+    prompt = _prompt(object_info, workflow_files()[0])
     sampler = [n for n in prompt.values() if n["class_type"] == "SanaSprintHiddenSamplerVHS"][0]
     sampler["inputs"]["candidates"] = 0
     status, body = server.queue(prompt)
@@ -124,34 +160,28 @@ def test_bad_widget_value_is_a_validation_error(server, object_info, res):
     assert "value_smaller_than_min" in errors
 
 
-def test_runtime_error_reaches_the_ui_as_a_clear_message(server, object_info, res):
-    from comfy_cli.workflow_to_api import convert_ui_to_api
-
-    prompt = _tiny(convert_ui_to_api(load(workflow_files()[0]), object_info), res, False)
+def test_runtime_error_reaches_the_ui_as_a_clear_message(server, object_info):
+    prompt = _prompt(object_info, [p for p in workflow_files() if "VHS Best-of-4 at 550 ms" in p][0])
     sampler = [n for n in prompt.values() if n["class_type"] == "SanaSprintHiddenSamplerVHS"][0]
-    sampler["inputs"]["layer"] = 9  # the tiny model has blocks 0..3
+    sampler["inputs"]["layer"] = 2  # the embedded verifier reads another block
     entry = server.run(prompt)
     assert entry["status"]["status_str"] == "error"
     errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
-    assert errors and "layer 9 is out of range" in errors[0]["exception_message"]
+    assert errors and "differs from the block the connected verifier reads" in errors[0]["exception_message"]
     assert errors[0]["exception_type"].endswith("InputError")
 
 
-def test_models_live_under_comfyui_model_management(server, object_info, res):
+def test_models_live_under_comfyui_model_management(server, object_info):
     """Our parts are ModelPatchers: ComfyUI loads them, frees them on request, and reloads them for the next run."""
-    from comfy_cli.workflow_to_api import convert_ui_to_api
-
     from tools.comfyui_server import post_json
 
-    path = [p for p in workflow_files() if "vhs_550ms" in p][0]
-    prompt = _tiny(convert_ui_to_api(load(path), object_info), res, False)
-    prompt = {k: v for k, v in prompt.items()}
+    prompt = _prompt(object_info, [p for p in workflow_files() if "VHS Best-of-4 at 550 ms" in p][0])
     for node in prompt.values():  # a different seed, so nothing comes from ComfyUI's cache
         if "seed" in node["inputs"]:
             node["inputs"]["seed"] = 12345
     assert server.run(prompt)["status"]["status_str"] == "success"
     log = server.log()
-    assert "Requested to load VHSManagedModule" in log and "loaded completely" in log
+    assert "Requested to load ManagedPart" in log and "loaded completely" in log
     status, _ = post_json(f"{server.url}/free", {"unload_models": True, "free_memory": True})
     assert status == 200
     for node in prompt.values():
@@ -165,7 +195,7 @@ def test_models_live_under_comfyui_model_management(server, object_info, res):
             node["inputs"]["text_encoder"] = "offload after encoding"
     entry = server.run(prompt)
     assert entry["status"]["status_str"] == "success", _errors(entry)
-    assert "VHS: text_encoder moved to" in server.log()
+    assert "text_encoder moved to" in server.log()
 
 
 def test_memory_options_under_comfyui_model_management(pack):
@@ -173,8 +203,8 @@ def test_memory_options_under_comfyui_model_management(pack):
     'offload after encoding' hands the text encoder back right after the prompt is encoded, while 'keep loaded'
     leaves it to ComfyUI; "free models" unloads every part."""
     script = os.path.join(os.path.dirname(__file__), "comfy_inprocess.py")
-    out = subprocess.run([sys.executable, script, COMFY, os.environ["VHS_MODELS_DIR"]], capture_output=True,
-                         text=True, timeout=300)
+    models = pack.host.search_paths("sana")[-1], pack.host.search_paths("vhs")[-1]  # the tiny models (conftest)
+    out = subprocess.run([sys.executable, script, COMFY, *models], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     keep, offload = report["keep loaded"], report["offload after encoding"]

@@ -28,7 +28,7 @@ def test_prefix_suffix_equals_pipeline_at_every_layer(sana, res, steps):
     ref = pipeline_latents(sana, seeds, res, steps)
     for layer in range(sana.num_layers):
         hidden = sana.prefix(PROMPT, seeds, layer=layer, height=res, width=res, steps=steps)
-        assert hidden.hidden.shape == (3, (res // 4) ** 2, sana.width)
+        assert hidden.hidden.shape == (3, (res // 4) ** 2, sana.inner_dim)
         latents = sana.suffix(hidden)
         assert (latents - ref).abs().max().item() <= 1e-5, f"layer {layer}, steps {steps}"
 
@@ -230,12 +230,13 @@ def test_text_encoder_offload_visits_the_device_only_to_encode(bundle, res, monk
 
 
 def test_capture_keeps_earlier_blocks_without_extra_work(sana, res):
-    hidden = sana.prefix(PROMPT, [1, 2], layer=2, height=res, width=res, capture=[0, 2])
+    hidden, captured = sana.capture(PROMPT, [1, 2], [0, 2], height=res, width=res)
+    captured[hidden.layer] = hidden.hidden
     for layer in (0, 2):
         alone = sana.prefix(PROMPT, [1, 2], layer=layer, height=res, width=res)
-        assert torch.equal(hidden.extras["captured"][layer], alone.hidden)
-    with pytest.raises(InputError, match="captured blocks"):
-        sana.prefix(PROMPT, [1], layer=1, height=res, width=res, capture=[3])
+        assert torch.equal(captured[layer], alone.hidden)
+    with pytest.raises(InputError, match="layer 9 is out of range"):
+        sana.capture(PROMPT, [1], [0, 9], height=res, width=res)
 
 
 def test_compiled_blocks_give_the_same_result(bundle, res):

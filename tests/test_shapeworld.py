@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.shapeworld import all_prompts, detect, judge, layout_from_noise, prompt_for, render, split_prompts
-from models.shapeworld.world import COLORS, TAGS, Obj
+from apps.shapeworld import all_prompts, detect, judge, layout_from_noise, prompt_for, render, split_prompts
+from apps.shapeworld.world import COLORS, TAGS, Obj
 
 
 def test_prompts_cover_the_six_geneval_categories_and_split_cleanly():
@@ -103,7 +103,7 @@ def test_judge_ignores_specks_and_blurs_to_the_palette():
 
 def test_training_step_equals_the_inference_path(sana, res):
     """The trainer's differentiable one step (32 text positions) equals SanaSprint's prefix+suffix (300 positions)."""
-    from models.shapeworld.train import one_step
+    from apps.shapeworld.train import one_step
 
     prompts = ["a photo of a red circle", "a photo of two squares"]
     seeds = [3, 4]

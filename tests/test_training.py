@@ -14,11 +14,12 @@ import torch
 
 from conftest import ROOT
 from models import InputError, VHSVerifier
-from models.fixtures import build_tiny_llm
-from models.training.__main__ import main as cli
-from models.training.data import CandidateDataset, generate_dataset, read_prompts
-from models.training.evaluate import auroc, best_of_n
-from models.training.train import answer_loss, class_weights
+from apps.fixtures import build_tiny_llm
+from apps.training.__main__ import main as cli
+from apps.prompts import read_prompts
+from apps.training.data import CandidateDataset, generate_dataset
+from apps.training.evaluate import auroc, best_of_n
+from apps.training.train import answer_loss, class_weights
 
 PROMPTS = ["a red circle", "a blue square", "two green triangles", "a red circle left of a blue square",
            "three yellow circles", "a purple square above a red circle"]
@@ -59,14 +60,21 @@ def test_dataset_layout_and_index(workdir):
     assert len(data.captions()) == len(data.rows) and set(data.labels()) == set(data.by_id)
 
 
-def test_end_to_end_align_finetune_evaluate(workdir, pack):
+@pytest.fixture(scope="module")
+def trained(workdir):
+    """Stage 1 then stage 2 through the command line, once for this module; returns the runs folder."""
     data, runs = str(workdir / "data"), workdir / "runs"
     assert cli(["align", "--data", data, "--llm", str(workdir / "llm"), "--layer", "1", "--out", str(runs / "align"),
                 "--max-steps", "3", "--batch-size", "4", "--device", "cpu"]) == 0
-    aligned = VHSVerifier.from_pretrained(runs / "align" / "verifier")
-    assert aligned.spec.layer == 1 and aligned.hidden_features.mean.shape == (256,)
     assert cli(["finetune", "--data", data, "--init", str(runs / "align" / "verifier"), "--out", str(runs / "ft"),
                 "--max-steps", "4", "--batch-size", "4", "--lr", "1e-3", "--device", "cpu"]) == 0
+    return runs
+
+
+def test_end_to_end_align_finetune_evaluate(workdir, trained):
+    data, runs = str(workdir / "data"), trained
+    aligned = VHSVerifier.from_pretrained(runs / "align" / "verifier")
+    assert aligned.spec.layer == 1 and aligned.hidden_features.mean.shape == (256,)
     summary = json.loads((runs / "ft" / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["class_weights"]["yes"] + summary["class_weights"]["no"] == pytest.approx(1)
     assert cli(["evaluate", "--data", data, "--verifier", str(runs / "ft" / "verifier"), "--out",
@@ -75,10 +83,19 @@ def test_end_to_end_align_finetune_evaluate(workdir, pack):
     assert 0 <= metrics["accuracy"] <= 1 and set(metrics["best_of_n"]) == {"1", "2", "4", "9", "15"}
     b4 = metrics["best_of_n"]["4"]
     assert b4["random"] <= b4["oracle"] and b4["verifier"] <= b4["oracle"] + 1e-9
-    # the trained verifier loads in the "VHS Verifier Loader" node unchanged
-    os.symlink(runs / "ft" / "verifier", os.path.join(os.environ["VHS_MODELS_DIR"], "vhs", "my-trained-verifier"))
-    loaded = pack.NODE_CLASS_MAPPINGS["VHSVerifierLoader"]().load("my-trained-verifier", "fp32", "cpu")[0]
-    assert loaded.kind == "hidden" and loaded.spec.layer == 1
+
+
+def test_the_trained_verifier_loads_in_the_loader_node_unchanged(trained, pack, tmp_path):
+    import folder_paths
+
+    (tmp_path / "vhs").mkdir()
+    os.symlink(trained / "ft" / "verifier", tmp_path / "vhs" / "my-trained-verifier")
+    folder_paths.add_model_folder_path("vhs", str(tmp_path / "vhs"))
+    try:
+        loaded = pack.run("VHSVerifierLoader", verifier_name="my-trained-verifier", dtype="fp32", device="cpu")[0]
+    finally:
+        folder_paths.folder_names_and_paths["vhs"][0].remove(str(tmp_path / "vhs"))
+    assert loaded.verifier.kind == "hidden" and loaded.verifier.spec.layer == 1
 
 
 def test_finetune_checkpoints_and_resumes(workdir):
@@ -179,7 +196,7 @@ def test_help_explains_each_subcommand(capsys):
     for command in ("generate", "label", "align", "finetune", "evaluate"):
         with pytest.raises(SystemExit):
             cli([command, "--help"])
-        assert "usage: python -m models.training " + command in capsys.readouterr().out
+        assert "usage: python -m apps.training " + command in capsys.readouterr().out
 
 
 def test_two_process_cpu_run_under_accelerate(workdir):
@@ -189,7 +206,7 @@ def test_two_process_cpu_run_under_accelerate(workdir):
     if not init.exists():
         pytest.fail("run after test_end_to_end_align_finetune_evaluate (module order)")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "models.training", "finetune", "--data",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "apps.training", "finetune", "--data",
            str(workdir / "data"), "--init", str(init), "--out", str(out), "--max-steps", "2", "--batch-size", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT))

@@ -12,7 +12,7 @@ import torch
 
 from models import InputError, ModelFolderError, VHSVerifier, convert_stats_to_safetensors, select_top_k
 from models.features import HiddenFeatures, pool_tokens
-from models.fixtures import build_tiny_verifier
+from apps.fixtures import build_tiny_verifier
 from models.verifier import VHS_INSTRUCTION
 
 PROMPT = "a photo of two red circles above a blue square"
@@ -32,7 +32,7 @@ def test_detects_kind_and_layer_from_official_config(bundle):
 
 def test_prompt_layout_follows_the_chat_template(hidden_verifier):
     tok = hidden_verifier.tokenizer
-    before, after = hidden_verifier._prompt_ids(PROMPT)
+    before, after = hidden_verifier.prompt_token_ids(PROMPT)
     text = tok.decode(list(before) + list(after))
     assert text.startswith("<|im_start|>system\nYou are Qwen")
     assert "<|im_start|>user\nYou are an AI assistant" in text
@@ -86,7 +86,7 @@ def test_reference_score_sign_follows_the_top_token(hidden_verifier):
     logits = torch.full((2, len(tok)), -10.0)
     logits[0, hidden_verifier.yes_id] = 5.0  # answers "yes": score = P(yes)
     logits[1, hidden_verifier.no_id] = 5.0  # answers "no": score = -P(no)
-    s = hidden_verifier._scores_from_logits(logits, "reference", (0, 1))
+    s = hidden_verifier.scores_from_logits(logits, "reference", (0, 1))
     assert s.scores[0] > 0.9 and s.scores[1] < -0.9
     assert s.ranking() == [0, 1]
 
@@ -110,7 +110,7 @@ def test_pixel_space_baselines_share_the_interface(sana, bundle, hidden):
 
 def test_wrong_layer_or_width_is_a_clear_error(sana, hidden_verifier, res):
     other_layer = sana.prefix(PROMPT, [1], layer=2, height=res, width=res)
-    with pytest.raises(InputError, match="set the sampler's layer to 1"):
+    with pytest.raises(InputError, match="reads DiT block 1, but the candidates stopped after block 2: generate them with layer 1"):
         hidden_verifier.score(sana, other_layer)
     with pytest.raises(InputError, match="channels"):
         hidden_verifier.score_features(PROMPT, torch.zeros(1, 4, 5))
@@ -203,7 +203,7 @@ def test_loader_errors(bundle, tmp_path):
     with pytest.raises(ModelFolderError, match="not found"):
         VHSVerifier.from_pretrained(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelFolderError, match="no config.json"):
+    with pytest.raises(ModelFolderError, match="config.json is missing"):
         VHSVerifier.from_pretrained(tmp_path / "empty")
 
     plain = tmp_path / "plain_llm"
@@ -227,7 +227,7 @@ def test_loader_errors(bundle, tmp_path):
     cfg = json.loads((bad_width / "config.json").read_text())
     cfg["mm_hidden_size"] = 64
     (bad_width / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelFolderError, match="connector weights do not match"):
+    with pytest.raises(ModelFolderError, match=r"connector tensor model.mm_projector.0.weight is \[32, 32\], but the config .* needs \[32, 64\]"):
         VHSVerifier.from_pretrained(bad_width)
 
     no_weights = tmp_path / "no_weights"
@@ -248,7 +248,7 @@ def test_prompt_layout_with_the_real_qwen25_tokenizer(hidden_verifier):
     import statistics
 
     from conftest import GENEVAL
-    from models.fixtures import qwen25_tokenizer
+    from apps.fixtures import qwen25_tokenizer
 
     tok = qwen25_tokenizer()
     v = VHSVerifier(hidden_verifier.llm, tok, hidden_verifier.connector, hidden_verifier.spec)

@@ -22,7 +22,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from models.fixtures import build_tiny_bundle  # noqa: E402
+from apps.fixtures import build_tiny_bundle  # noqa: E402
 from tools.comfyui_server import ComfyServer, post_json  # noqa: E402
 
 logger = logging.getLogger("vhs.canvas")

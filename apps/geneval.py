@@ -1,0 +1,165 @@
+"""VHS Best-of-N over a prompt set, written in GenEval's folder layout, to reproduce the paper's table.
+
+    python -m apps.geneval --prompts ../shared/geneval/evaluation_metadata.jsonl --out runs/geneval_vhs_bo4 \\
+        --sana Sana_Sprint_1.6B_1024px_diffusers --verifier vhs-hidden-verifier --n 4
+
+For every prompt i it writes
+    <out>/<i:05d>/metadata.jsonl      the prompt's own metadata line (what GenEval's evaluator reads)
+    <out>/<i:05d>/samples/0000.png    the winner (0001.png ... the next best with --keep k)
+    <out>/<i:05d>/vhs.json            seeds, scores, the winners and the time per stage
+A prompt folder appears whole or not at all, so a re-run skips finished prompts and an interrupted one is redone;
+--part/--parts splits the prompts between processes or machines. Then score the images with GenEval's own
+evaluator (it needs mmdet, in an environment of its own): `python evaluation/evaluate_images.py <out> ...`.
+Without --sana/--verifier it runs the embedded ShapeWorld models (a smoke test: they do not draw GenEval's objects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from models.errors import InputError, VHSError
+from models.io import atomic_dir, to_uint8
+from models.sana_sprint import MAX_CANDIDATES, SanaSprint, candidate_seeds
+from models.search import select_top_k
+from models.verifier import SCORE_MODES, VHSVerifier
+
+logger = logging.getLogger("vhs.geneval")
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    """What Best-of-N did for one prompt."""
+
+    index: int
+    winners: list[int]
+    scores: list[float]
+    ms: float
+
+
+def prompt_folder(out: str, index: int) -> str:
+    return os.path.join(out, f"{index:05d}")
+
+
+def part_indices(count: int, part: int, parts: int) -> list[int]:
+    """The prompt indices of one part out of `parts` (every parts-th prompt, so parts finish at the same pace)."""
+    if parts < 1 or not 0 <= part < parts:
+        raise InputError(f"--part must be between 0 and --parts - 1 ({parts - 1}), got {part}")
+    return list(range(part, count, parts))
+
+
+def best_of_n_prompt(model: SanaSprint, verifier: VHSVerifier, record: dict, index: int, out: str, n: int, seed: int,
+                     keep: int, layer: int, height: int, width: int, mode: str) -> PromptResult:
+    """Best-of-N for one prompt: N candidates to block l*, one batched scoring, only the `keep` best finished and
+    decoded; the prompt's folder is written whole or not at all."""
+    from PIL import Image
+
+    seeds = candidate_seeds(seed + index * n, n)  # distinct seeds for every prompt, reproducible one by one
+    t0 = time.perf_counter()
+    hidden = model.prefix(record["prompt"], seeds, layer=layer, height=height, width=width)
+    scores = verifier.score(model, hidden, mode=mode)
+    winners, indices, values = select_top_k(hidden, scores, k=keep)
+    images = model.decode(model.suffix(winners))
+    ms = (time.perf_counter() - t0) * 1e3
+    with atomic_dir(prompt_folder(out, index), overwrite=True) as tmp:
+        with open(os.path.join(tmp, "metadata.jsonl"), "w", encoding="utf-8") as f:
+            f.write(json.dumps({"prompt": record["prompt"], **record["metadata"]}) + "\n")
+        os.makedirs(os.path.join(tmp, "samples"))
+        for rank, image in enumerate(images):
+            Image.fromarray(to_uint8(image)).save(os.path.join(tmp, "samples", f"{rank:04d}.png"))
+        summary = {"prompt": record["prompt"], "seeds": list(hidden.seeds), "layer": layer, "verifier": verifier.name,
+                   "score_mode": mode, "scores": [float(s) for s in scores.scores], "winners": indices,
+                   "winner_scores": values, "ms": ms}
+        with open(os.path.join(tmp, "vhs.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1)
+    return PromptResult(index=index, winners=indices, scores=values, ms=ms)
+
+
+def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: str, n: int = 4, seed: int = 42,
+        keep: int = 1, layer: int | None = None, height: int = 1024, width: int = 1024, mode: str = "reference",
+        part: int = 0, parts: int = 1, limit: int | None = None) -> dict:
+    """Best-of-N for every prompt of this part that has no finished folder yet; returns a summary of the run."""
+    if not 1 <= n <= MAX_CANDIDATES:
+        raise InputError(f"--n must be between 1 and {MAX_CANDIDATES}, got {n}")
+    if not 1 <= keep <= n:
+        raise InputError(f"--keep must be between 1 and --n ({n}), got {keep}")
+    if mode not in SCORE_MODES:
+        raise InputError(f"unknown score mode {mode!r}; choose one of {SCORE_MODES}")
+    layer = verifier.spec.layer if layer is None else layer
+    if layer is None:
+        raise InputError("this is not a hidden-state verifier: give --layer, or use a VHS verifier")
+    todo = part_indices(len(records), part, parts)
+    if limit is not None:
+        todo = todo[:limit]
+    finished = {i for i in todo if os.path.isfile(os.path.join(prompt_folder(out, i), "vhs.json"))}
+    done = [i for i in todo if i in finished]
+    todo = [i for i in todo if i not in finished]
+    if done:
+        logger.info("%d prompts already finished in %s: skipping them", len(done), out)
+    os.makedirs(out, exist_ok=True)
+    results = []
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm comes with transformers; progress is a nicety
+        def tqdm(items, **_):
+            return items
+    for i in tqdm(todo, desc=f"Best-of-{n}", unit="prompt"):
+        results.append(best_of_n_prompt(model, verifier, records[i], i, out, n, seed, keep, layer, height, width, mode))
+    ms = [r.ms for r in results]
+    return {"out": out, "prompts": len(todo) + len(done), "generated": len(results), "skipped": len(done), "n": n,
+            "keep": keep, "layer": layer, "size": [height, width], "mean_ms_per_prompt": sum(ms) / len(ms) if ms else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.embedded import demo_settings, embedded_model
+    from apps.prompts import read_prompts
+
+    parser = argparse.ArgumentParser(prog="python -m apps.geneval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", required=True, help="GenEval's evaluation_metadata.jsonl, any .jsonl with a "
+                                                          "\"prompt\" field, or a .txt with one prompt per line")
+    parser.add_argument("--out", required=True, help="output folder (GenEval layout)")
+    parser.add_argument("--sana", help="SANA-Sprint diffusers folder (default: the embedded ShapeWorld model)")
+    parser.add_argument("--verifier", help="VHS verifier folder (default: the embedded ShapeWorld verifier)")
+    parser.add_argument("--n", type=int, default=4, help="candidates per prompt (the paper: 4, 9, 15)")
+    parser.add_argument("--keep", type=int, default=1, help="images saved per prompt: the k best")
+    parser.add_argument("--seed", type=int, default=42, help="prompt i uses seeds seed + i*n ... seed + i*n + n-1")
+    parser.add_argument("--layer", type=int, default=None, help="DiT block l* (default: the verifier's own)")
+    parser.add_argument("--size", type=int, default=None, help="image side (default 1024; embedded: 64)")
+    parser.add_argument("--score-mode", choices=list(SCORE_MODES), default="reference")
+    parser.add_argument("--part", type=int, default=0, help="this process's part (0-based)")
+    parser.add_argument("--parts", type=int, default=1, help="how many parts the prompts are split into")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many prompts (of this part)")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None, help="default bf16 on GPU")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if bool(args.sana) != bool(args.verifier):
+        parser.error("give both --sana and --verifier, or neither for the embedded ShapeWorld models")
+    try:
+        records = read_prompts(args.prompts)
+        dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
+        size = args.size or (demo_settings()["width"] if not args.sana else 1024)
+        model = SanaSprint.from_pretrained(args.sana or embedded_model("sana"), dtype=dtype, device=args.device)
+        verifier = VHSVerifier.from_pretrained(args.verifier or embedded_model("hidden"), dtype=dtype,
+                                               device=args.device)
+        summary = run(model, verifier, records, args.out, n=args.n, seed=args.seed, keep=args.keep, layer=args.layer,
+                      height=size, width=size, mode=args.score_mode, part=args.part, parts=args.parts,
+                      limit=args.limit)
+    except VHSError as e:
+        logger.error("geneval: %s", e)
+        return 2
+    logger.info("%s", json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

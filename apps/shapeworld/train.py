@@ -1,0 +1,256 @@
+"""Train the ShapeWorld miniature SANA-Sprint: a DC-AE, then a Gemma-2 text encoder + SANA DiT as a one-step generator.
+
+    python -m apps.shapeworld.train --out embedded/shapeworld          # about 15 minutes on 2 CPU cores
+
+1. AutoencoderDC (64 px -> 8 x 8 x 8 latent) on teacher renders, reconstruction loss; its scaling factor makes
+   the latents unit-variance, as SANA's 0.41407 does for the real DC-AE.
+2. Text encoder (Gemma2Model) and SanaTransformer2DModel, jointly: for a prompt and Gaussian noise z, the teacher
+   renders the scene z selects; the student's ONE TrigFlow step - the exact math of SanaSprintPipeline and of
+   models/SanaSprint at 1 step, t = pi/2 - must produce that scene's latent. The result is a SanaSprintPipeline
+   folder that the normal loaders, nodes and demo use unchanged.
+Seeded: the same command gives the same weights on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from apps.fixtures import tiny_gemma_tokenizer
+from models.io import atomic_dir
+from models.sana_sprint import DEFAULT_GUIDANCE, DEFAULT_MAX_TIMESTEP, sana_instruction
+from .world import LATENT_CHANNELS, SIZE, render_from_noise, split_prompts
+
+logger = logging.getLogger(__name__)
+LATENT = SIZE // 8
+
+
+def _images(prompts: list[dict], z: torch.Tensor) -> torch.Tensor:
+    """Teacher renders for (prompt, noise) pairs as [B, 3, H, W] in -1..1."""
+    arr = np.stack([render_from_noise(p, zi) for p, zi in zip(prompts, z)])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def build_vae():
+    from diffusers import AutoencoderDC
+
+    return AutoencoderDC(
+        in_channels=3, latent_channels=LATENT_CHANNELS, attention_head_dim=16,
+        encoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(16, 32, 64, 64), decoder_block_out_channels=(16, 32, 64, 64),
+        encoder_layers_per_block=(1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
+        encoder_qkv_multiscales=((), (), (), (5,)), decoder_qkv_multiscales=((), (), (), (5,)),
+        upsample_block_type="interpolate", downsample_block_type="Conv", decoder_norm_types="rms_norm",
+        decoder_act_fns="silu", scaling_factor=1.0)
+
+
+def train_vae(prompts: list[dict], steps: int, batch: int, seed: int, lr: float = 1e-3):
+    """Reconstruction training on teacher renders; returns the AE with its latent scaling factor set.
+
+    Object pixels weigh 10x the white background (about 95% of every image), and a small penalty keeps the latents
+    near unit scale; without both the AE learns to paint white."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    vae = build_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=min(0.3, max(0.05, 5 / steps)))
+    t0 = time.time()
+    for step in range(steps):
+        x = _images([rng.choice(prompts) for _ in range(batch)], torch.randn(batch, LATENT_CHANNELS, LATENT, LATENT))
+        latent = vae.encode(x).latent
+        rec = vae.decode(latent).sample
+        weight = 1 + 9 * (x < 0.99).any(dim=1, keepdim=True).float()
+        err = (rec - x) ** 2 + 0.5 * (rec - x).abs()
+        loss = (weight * err).sum() / (weight.sum() * 3) + 1e-3 * latent.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 200 == 0 or step == steps - 1:
+            logger.info("vae step %d/%d loss %.4f (%.0f s)", step, steps, loss.item(), time.time() - t0)
+    vae.eval()
+    with torch.no_grad():
+        x = _images([rng.choice(prompts) for _ in range(256)], torch.randn(256, LATENT_CHANNELS, LATENT, LATENT))
+        std = float(vae.encode(x).latent.std())
+    vae.register_to_config(scaling_factor=1.0 / std)
+    return vae
+
+
+def pretrain_clip_tower(path: str, steps: int, batch: int, seed: int, lr: float = 2e-3) -> str:
+    """A small CLIPVisionModel pretrained on ShapeWorld renders (which colour-shape pairs appear, how many of each
+    shape), saved as a transformers folder: the miniature of the pretrained CLIP tower the pixel baseline uses."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    from .world import COLORS, SHAPES, all_prompts
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    prompts = all_prompts()
+    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=4,
+                                             num_attention_heads=4, image_size=SIZE, patch_size=8, projection_dim=64))
+    pairs = [(c, s) for c in COLORS for s in SHAPES]
+    head = torch.nn.Linear(64, len(pairs) + 5 * len(SHAPES))
+    opt = torch.optim.AdamW(list(tower.parameters()) + list(head.parameters()), lr=lr)
+    mean, std = torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1), torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1)
+    from .world import layout_from_noise, render
+
+    for step in range(steps):
+        chosen = [rng.choice(prompts) for _ in range(batch)]
+        layouts = [layout_from_noise(p, torch.randn(LATENT_CHANNELS, LATENT, LATENT)) for p in chosen]
+        x = torch.from_numpy(np.stack([render(objs) for objs in layouts])).permute(0, 3, 1, 2).float() / 255
+        present = torch.tensor([[float(any(o.color == c and o.shape == s for o in objs)) for c, s in pairs]
+                                for objs in layouts])
+        counts = torch.tensor([[min(4, sum(o.shape == s for o in objs)) for s in SHAPES] for objs in layouts])
+        out = head(tower((x - mean) / std).pooler_output)
+        loss = F.binary_cross_entropy_with_logits(out[:, :len(pairs)], present) + F.cross_entropy(
+            out[:, len(pairs):].reshape(-1, 5), counts.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            logger.info("clip tower step %d/%d loss %.4f", step, steps, loss.item())
+    processor = CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE},
+                                   image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    with atomic_dir(path, overwrite=True) as tmp:
+        tower.eval().save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    return path
+
+
+def build_generator(tokenizer):
+    from diffusers import SanaTransformer2DModel
+    from transformers import Gemma2Config, Gemma2Model
+
+    text_encoder = Gemma2Model(Gemma2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id))
+    transformer = SanaTransformer2DModel(
+        in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_attention_heads=4, attention_head_dim=32,
+        num_layers=8, num_cross_attention_heads=4, cross_attention_head_dim=32, cross_attention_dim=128,
+        caption_channels=64, mlp_ratio=2.5, sample_size=LATENT, patch_size=1, guidance_embeds=True,
+        guidance_embeds_scale=0.1, qk_norm="rms_norm_across_heads")
+    return text_encoder, transformer
+
+
+TRAIN_TEXT_TOKENS = 32  # training-time max_sequence_length; see one_step
+
+
+def one_step(pipe, prompts: list[str], z: torch.Tensor, guidance: float = DEFAULT_GUIDANCE,
+             max_timestep: float = DEFAULT_MAX_TIMESTEP, max_sequence_length: int = TRAIN_TEXT_TOKENS) -> torch.Tensor:
+    """SanaSprintPipeline's single step, differentiable: noise z [B, C, h, w] -> final latents (before / scaling).
+
+    Training keeps 32 text positions instead of the pipeline's 300: Gemma is causal, so the prompt tokens'
+    embeddings do not depend on the padding after them, and the DiT masks padding out (bias -10000, an exact 0
+    after softmax in fp32), so the model's output is the same at inference's 300 (tested), for a tenth of the cost.
+    """
+    sigma = pipe.scheduler.config.sigma_data
+    unique = sorted(set(prompts))
+    emb, mask = pipe.encode_prompt(unique, device=z.device, complex_human_instruction=sana_instruction(),
+                                   max_sequence_length=max_sequence_length)
+    index = torch.tensor([unique.index(p) for p in prompts])
+    emb, mask = emb[index], mask[index]
+    t = torch.full((z.shape[0],), max_timestep)
+    s = (torch.sin(t) / (torch.cos(t) + torch.sin(t))).view(-1, 1, 1, 1)
+    x_t = z * sigma
+    model_input = x_t / sigma * torch.sqrt(s**2 + (1 - s) ** 2)
+    g = torch.full((z.shape[0],), guidance) * pipe.transformer.config.guidance_embeds_scale
+    raw = pipe.transformer(model_input, encoder_hidden_states=emb, timestep=s.flatten(), guidance=g,
+                           encoder_attention_mask=mask, return_dict=False)[0]
+    flow = ((1 - 2 * s) * model_input + (1 - 2 * s + 2 * s**2) * raw) / torch.sqrt(s**2 + (1 - s) ** 2) * sigma
+    t4 = t.view(-1, 1, 1, 1)
+    return (torch.cos(t4) * x_t - torch.sin(t4) * flow) / sigma
+
+
+def train_generator(pipe, prompts: list[dict], steps: int, batch: int, seed: int, lr: float = 1e-3) -> list[float]:
+    """Text encoder + DiT learn the teacher's noise -> scene map in one step (the AE stays frozen)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    vae = pipe.vae.requires_grad_(False)
+    params = list(pipe.transformer.parameters()) + list(pipe.text_encoder.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=min(0.3, max(0.05, 5 / steps)))
+    history, t0 = [], time.time()
+    per_prompt = 8  # a batch is batch // 8 prompts x 8 noises: the text encoder runs on few sequences
+    for step in range(steps):
+        chosen = [p for p in rng.sample(prompts, max(1, batch // per_prompt)) for _ in range(per_prompt)]
+        z = torch.randn(len(chosen), LATENT_CHANNELS, LATENT, LATENT)
+        with torch.no_grad():
+            target = vae.encode(_images(chosen, z)).latent * vae.config.scaling_factor
+        pred = one_step(pipe, [p["prompt"] for p in chosen], z)
+        loss = F.mse_loss(pred, target)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        history.append(loss.item())
+        if step % 100 == 0 or step == steps - 1:
+            logger.info("generator step %d/%d loss %.4f (%.0f s)", step, steps, float(np.mean(history[-100:])),
+                        time.time() - t0)
+    for p in params:
+        p.requires_grad_(False)
+    return history
+
+
+def main(argv: list[str] | None = None) -> str:
+    from diffusers import SanaSprintPipeline, SCMScheduler
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="folder for the SANA-Sprint pipeline (diffusers layout)")
+    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--init", help="continue from a trained ShapeWorld pipeline folder (its AE is kept)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_prompts, _ = split_prompts()
+    t0 = time.time()
+    previous = {}
+    if args.init:
+        pipe = SanaSprintPipeline.from_pretrained(args.init, local_files_only=True)
+        with open(os.path.join(args.init, "training.json"), encoding="utf-8") as f:
+            previous = json.load(f)
+    else:
+        vae = train_vae(train_prompts, args.vae_steps, args.batch, args.seed)
+        tokenizer = tiny_gemma_tokenizer(1500)
+        text_encoder, transformer = build_generator(tokenizer)
+        pipe = SanaSprintPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                                  scheduler=SCMScheduler(num_train_timesteps=1000, prediction_type="trigflow",
+                                                         sigma_data=0.5))
+    history = train_generator(pipe, train_prompts, args.steps, args.batch, args.seed + 1 + len(previous.get("runs", [])))
+    pipe.text_encoder.eval()
+    pipe.transformer.eval()
+    with atomic_dir(args.out, overwrite=True) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        with open(os.path.join(tmp, "model_index.json"), encoding="utf-8") as f:
+            index = json.load(f)
+        index["tokenizer"] = ["transformers", "GemmaTokenizerFast"]
+        with open(os.path.join(tmp, "model_index.json"), "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=2)
+        with open(os.path.join(tmp, "training.json"), "w", encoding="utf-8") as f:
+            run = {"vae_steps": 0 if args.init else args.vae_steps, "steps": args.steps, "batch": args.batch,
+                   "seed": args.seed, "final_loss": float(np.mean(history[-100:])), "minutes": (time.time() - t0) / 60,
+                   "threads": torch.get_num_threads()}
+            json.dump({"runs": previous.get("runs", [previous] if previous else []) + [run]}, f, indent=2)
+    logger.info("wrote %s in %.1f min", args.out, (time.time() - t0) / 60)
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
