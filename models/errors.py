@@ -47,7 +47,7 @@ def require(package: str) -> None:
         found = None
     if found is None or release(found) < release(minimum):
         have = f"found {found}" if found else "it is not installed"
-        raise DependencyError(f"ComfyUI-VHS needs {package}>={minimum} ({have}): run "
+        raise DependencyError(f"SANA-Sprint Best-of-N needs {package}>={minimum} ({have}): run "
                               f"`pip install -r requirements.txt` in ComfyUI's Python environment")
 
 

@@ -1,4 +1,4 @@
-"""VHS Best-of-N (Time Budget): a budget in milliseconds instead of N, measured on the user's own machine."""
+"""Best-of-N in a Time Budget: a budget in milliseconds instead of N, measured on the user's own machine."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class BestOfNTimeBudget(io.ComfyNode):
         width, height = NUMBERS["width"], NUMBERS["height"]
         return io.Schema(
             node_id="VHSBestOfNTimeBudget",
-            display_name="VHS Best-of-N (Time Budget)",
+            display_name="Best-of-N in a Time Budget",
             category=CATEGORY,
             description="VHS Best-of-N with a budget in milliseconds instead of N: the costs of a candidate, its "
                         "verification and the winner's finish are measured on your device (once per model, size and "
@@ -84,8 +84,8 @@ class BestOfNTimeBudget(io.ComfyNode):
     @classmethod
     def execute(cls, model, verifier, prompt: str, seed: int, budget_ms: int, layer: int, width: int, height: int,
                 max_candidates: int, threshold: float, score_mode: str, remeasure: bool) -> io.NodeOutput:
-        handle = expect_model(model, "VHS Best-of-N (Time Budget)")
-        vhandle = expect_verifier(verifier, "VHS Best-of-N (Time Budget)")
+        handle = expect_model(model, "Best-of-N in a Time Budget")
+        vhandle = expect_verifier(verifier, "Best-of-N in a Time Budget")
         problem = check_numbers(width=width, height=height)
         if problem:
             raise InputError(problem)

@@ -7,13 +7,13 @@ from comfy_api.latest import io
 from ..models import HiddenStates, InputError, Scores
 from .handles import SanaSprintHandle, VerifierHandle
 
-CATEGORY = "VHS"  # where the nodes sit in ComfyUI's node library
+CATEGORY = "sampling/SANA-Sprint Best-of-N"  # where the nodes sit in ComfyUI's node library
 BASELINES = f"{CATEGORY}/baselines"
 
 SanaSprintModel = io.Custom("SANA_SPRINT")  # SanaSprintHandle: the pipeline and its ComfyUI-managed parts
-Hidden = io.Custom("VHS_HIDDEN")  # models.HiddenStates: N candidates stopped after block l*, resumable
-CandidateScores = io.Custom("VHS_SCORES")  # models.Scores of one run of hidden states
-Verifier = io.Custom("VHS_VERIFIER")  # VerifierHandle of a hidden-state verifier
+Hidden = io.Custom("SANA_HIDDEN_STATES")  # models.HiddenStates: N candidates stopped after block l*, resumable
+CandidateScores = io.Custom("BEST_OF_N_SCORES")  # models.Scores of one run of hidden states
+Verifier = io.Custom("HIDDEN_STATE_VERIFIER")  # VerifierHandle of a hidden-state verifier
 MLLMVerifier = io.Custom("MLLM_VERIFIER")  # VerifierHandle of a pixel-space (CLIP) or AE-latent baseline verifier
 
 

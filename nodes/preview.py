@@ -1,4 +1,4 @@
-"""VHS Candidate Preview: every candidate with its rank and score, free from h_l* or decoded when asked."""
+"""Best-of-N Candidate Preview: every candidate with its rank and score, free from h_l* or decoded when asked."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class CandidatePreview(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VHSCandidatePreview",
-            display_name="VHS Candidate Preview",
+            display_name="Best-of-N Candidate Preview",
             category=CATEGORY,
             description="Previews every candidate with its rank and score. 'hidden map' costs nothing (the first three "
                         "principal components of h_l* on the token grid); 'decode' finishes and decodes every "

@@ -1,4 +1,4 @@
-"""Save Image (VHS scores): Save Image plus what chose the picture (score, rank, N, seed, l*, verifier) in PNG text."""
+"""Save Image with Best-of-N Scores: Save Image plus what chose the picture (score, rank, N, seed, l*, verifier) in PNG text."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class SaveImageWithScores(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VHSSaveImageWithScores",
-            display_name="Save Image (VHS scores)",
+            display_name="Save Image with Best-of-N Scores",
             category=CATEGORY,
             description="Like Save Image, plus vhs_* PNG text chunks (score, rank, N, seed, layer, size, verifier, "
                         "budget) next to ComfyUI's own prompt and workflow chunks, which are kept untouched.",
@@ -58,7 +58,7 @@ class SaveImageWithScores(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, winners, filename_prefix: str) -> io.NodeOutput:
-        winners = expect_hidden(winners, "Save Image (VHS scores)")
+        winners = expect_hidden(winners, "Save Image with Best-of-N Scores")
         if images.shape[0] != len(winners):
             raise InputError(f"{images.shape[0]} images for {len(winners)} winners: connect the same winners")
         from PIL import Image

@@ -135,3 +135,22 @@ def node_models(pack):
                      device="cpu")[0]
     verifier = pack.run("VHSVerifierLoader", verifier_name="vhs-hidden-verifier", dtype="auto", device="cpu")[0]
     return pack, model, verifier
+
+
+@pytest.fixture(scope="session")
+def packed_archive(tmp_path_factory) -> str:
+    """The registry archive of the pack as `comfy node pack` builds it (git-tracked files minus .comfyignore)."""
+    import shutil
+    import subprocess
+
+    comfy = shutil.which("comfy", path=os.path.dirname(sys.executable)) or shutil.which("comfy")
+    assert comfy, "comfy-cli is a test dependency (requirements-dev.txt)"
+    env = dict(os.environ, DO_NOT_TRACK="1")
+    subprocess.run([comfy, "--skip-prompt", "tracking", "disable"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    out = subprocess.run([comfy, "--skip-prompt", "node", "pack"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    archive = os.path.join(ROOT, "node.zip")
+    assert out.returncode == 0 and os.path.isfile(archive), out.stdout + out.stderr
+    target = str(tmp_path_factory.mktemp("packed") / "node.zip")
+    shutil.move(archive, target)
+    return target

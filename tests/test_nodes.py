@@ -16,8 +16,8 @@ from graph import ValidationFailed, node_inputs
 
 DISPLAY = {"SANA-Sprint Loader", "SANA-Sprint Hidden-State Sampler", "VHS Verifier Loader", "VHS Verifier",
            "Best-of-N Select", "Decode Winner", "MLLM Verifier Loader", "MLLM Verifier (CLIP)",
-           "MLLM Verifier (AE latent)", "VHS Best-of-N (Time Budget)", "VHS Candidate Preview",
-           "Save Image (VHS scores)"}
+           "MLLM Verifier (AE latent)", "Best-of-N in a Time Budget", "Best-of-N Candidate Preview",
+           "Save Image with Best-of-N Scores"}
 EMBEDDED = "embedded: ShapeWorld demo (64 px)"
 REAL_SANA = "Sana_Sprint_1.6B_1024px_diffusers"
 
@@ -35,7 +35,8 @@ def test_registration_is_v3_with_the_same_ids_and_names(pack):
     assert callable(pack.module.comfy_entrypoint)
     for node_id, cls in pack.nodes.items():
         schema = cls.GET_SCHEMA()
-        assert schema.category.startswith("VHS") and schema.description, node_id
+        assert schema.category.startswith("sampling/SANA-Sprint Best-of-N") and schema.description, node_id
+        assert "VHS" not in schema.category and not any(t.startswith("VHS_") for t in cls.RETURN_TYPES), node_id
         assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
         assert all(cls.OUTPUT_TOOLTIPS), node_id
 

@@ -222,3 +222,38 @@ def test_memory_options_under_comfyui_model_management(pack):
     assert {"roles": ["connector", "llm"], "memory_required": expected["verify"]} in requests
     assert {"roles": ["connector", "llm", "transformer", "vae", "vision_tower"], "memory_required": expected["clip"]} \
         in requests
+
+
+def test_the_registry_archive_installs_and_runs_the_demo(packed_archive, tmp_path):
+    """What `comfy node pack` builds, unpacked into a fresh ComfyUI's custom_nodes, imports and runs the demo workflow
+    with no model installed."""
+    import zipfile
+
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(packed_archive) as z:
+        z.extractall(unpacked)
+    with ComfyServer(COMFY, str(tmp_path / "base"), {}, pack=str(unpacked)) as server:
+        assert not server.import_failures(), server.log()[-3000:]
+        demo = workflow_files()[0]
+        assert "01 Demo" in demo
+        entry = server.run(convert_ui_to_api(load(demo), server.object_info()))
+        assert entry["status"]["status_str"] == "success", _errors(entry)
+        assert any(o.get("images") for o in entry["outputs"].values())
+
+
+@pytest.mark.parametrize("name", ["vhs_1100ms_best_of_9.json", "mllm_clip_550ms_best_of_2.json",
+                                  "vhs_budget_550ms.json", "vhs_cascade_best_of_9_clip_top_3.json"])
+def test_a_workflow_saved_by_the_previous_version_passes_validation(server, object_info, name):
+    """Loaded as users saved it with 0.1.0 (old link type names and all), converted as the frontend would, and queued:
+    ComfyUI validates it against today's nodes without an error (the queued run is then cancelled)."""
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    from tools.comfyui_server import post_json
+
+    previous = os.path.join(os.path.dirname(__file__), "data", "v0.1.0", name)
+    status, body = server.queue(convert_ui_to_api(load(previous), object_info))
+    post_json(f"{server.url}/interrupt", {})
+    post_json(f"{server.url}/queue", {"clear": True})
+    assert status == 200 and not body.get("node_errors"), body

@@ -29,7 +29,7 @@ DEMO_PROMPT = "a photo of a triangle and a circle"
 SEED = 42
 LAYER = 7
 PAPER_BEST_OF_1 = 71.6
-VERIFIER_TYPES = "VHS_VERIFIER,MLLM_VERIFIER"  # the sampler's optional verifier input accepts both kinds
+VERIFIER_TYPES = "HIDDEN_STATE_VERIFIER,MLLM_VERIFIER"  # the sampler's optional verifier input accepts both kinds
 
 # ComfyUI's template browser shows a custom-node template's file name as its title and description and lists them as
 # the server globs them; the names are the titles, and their numbers give the order under "alphabetical" sorting.
@@ -55,9 +55,9 @@ TITLES = {  # key -> (template title = canvas file name, API twin's file name fo
 # (budget ms, N, GenEval overall from the paper's Table 1)
 VHS_SETUPS = [(550, 4, 78.1), (1100, 9, 80.5), (1650, 15, 80.9)]
 CLIP_SETUPS = [(550, 2, 75.4), (1100, 4, 78.8), (1650, 6, 80.4)]
-SCORES_OUT = [("scores", "VHS_SCORES"), ("report", "STRING")]
-SELECT_IN = [("hidden", "VHS_HIDDEN"), ("scores", "VHS_SCORES"), ("model", "SANA_SPRINT")]
-SELECT_OUT = [("winners", "VHS_HIDDEN"), ("report", "STRING"), ("winner_index", "INT"), ("latent", "LATENT")]
+SCORES_OUT = [("scores", "BEST_OF_N_SCORES"), ("report", "STRING")]
+SELECT_IN = [("hidden", "SANA_HIDDEN_STATES"), ("scores", "BEST_OF_N_SCORES"), ("model", "SANA_SPRINT")]
+SELECT_OUT = [("winners", "SANA_HIDDEN_STATES"), ("report", "STRING"), ("winner_index", "INT"), ("latent", "LATENT")]
 
 
 @dataclass
@@ -80,7 +80,7 @@ def sana_loader(node_id: int, name: str, pos: tuple[int, int]) -> Node:
 
 
 def verifier_loader(node_id: int, node_type: str, name: str, pos: tuple[int, int]) -> Node:
-    output = ("verifier", "VHS_VERIFIER" if node_type == "VHSVerifierLoader" else "MLLM_VERIFIER")
+    output = ("verifier", "HIDDEN_STATE_VERIFIER" if node_type == "VHSVerifierLoader" else "MLLM_VERIFIER")
     named = dict(verifier_name=name, dtype="auto", device="auto", weight_storage="default")
     return Node(node_id, node_type, list(named.values()), outputs=[output], pos=pos, size=(360, 150),
                 api_inputs=named)
@@ -93,17 +93,17 @@ def sampler(node_id: int, n: int, size: int, prompt: str, pos: tuple[int, int]) 
     ui = [prompt, SEED, "fixed", n, -1, size, size, 1, 4.5, 1.5708, 1.3]  # "fixed": the seed's control widget
     return Node(node_id, "SanaSprintHiddenSamplerVHS", ui, inputs=[("model", "SANA_SPRINT"),
                                                                    ("verifier", VERIFIER_TYPES)],
-                outputs=[("hidden", "VHS_HIDDEN"), ("info", "STRING")], pos=pos, size=(340, 380), api_inputs=named)
+                outputs=[("hidden", "SANA_HIDDEN_STATES"), ("info", "STRING")], pos=pos, size=(340, 380), api_inputs=named)
 
 
 def vhs_verifier(node_id: int, pos: tuple[int, int], title: str | None = None) -> Node:
-    return Node(node_id, "VHSVerifier", ["reference"], inputs=[("verifier", "VHS_VERIFIER"), ("hidden", "VHS_HIDDEN")],
+    return Node(node_id, "VHSVerifier", ["reference"], inputs=[("verifier", "HIDDEN_STATE_VERIFIER"), ("hidden", "SANA_HIDDEN_STATES")],
                 outputs=SCORES_OUT, pos=pos, title=title, api_inputs=dict(score_mode="reference"))
 
 
 def mllm_verifier(node_id: int, kind: str, pos: tuple[int, int], title: str | None = None) -> Node:
     return Node(node_id, "MLLMVerifierCLIPVHS" if kind == "clip" else "MLLMVerifierAEVHS", ["reference"],
-                inputs=[("model", "SANA_SPRINT"), ("verifier", "MLLM_VERIFIER"), ("hidden", "VHS_HIDDEN")],
+                inputs=[("model", "SANA_SPRINT"), ("verifier", "MLLM_VERIFIER"), ("hidden", "SANA_HIDDEN_STATES")],
                 outputs=SCORES_OUT, pos=pos, title=title, api_inputs=dict(score_mode="reference"))
 
 
@@ -113,12 +113,12 @@ def select(node_id: int, k: int, pos: tuple[int, int], title: str | None = None)
 
 
 def decode(node_id: int, pos: tuple[int, int], title: str | None = None) -> Node:
-    return Node(node_id, "VHSDecodeWinner", [], inputs=[("model", "SANA_SPRINT"), ("hidden", "VHS_HIDDEN")],
+    return Node(node_id, "VHSDecodeWinner", [], inputs=[("model", "SANA_SPRINT"), ("hidden", "SANA_HIDDEN_STATES")],
                 outputs=[("image", "IMAGE"), ("latent", "LATENT")], pos=pos, title=title)
 
 
 def save_with_scores(node_id: int, prefix: str, pos: tuple[int, int]) -> Node:
-    return Node(node_id, "VHSSaveImageWithScores", [prefix], inputs=[("images", "IMAGE"), ("winners", "VHS_HIDDEN")],
+    return Node(node_id, "VHSSaveImageWithScores", [prefix], inputs=[("images", "IMAGE"), ("winners", "SANA_HIDDEN_STATES")],
                 pos=pos, size=(400, 440), api_inputs=dict(filename_prefix=prefix))
 
 
@@ -177,14 +177,14 @@ def build_budget(budget: int, n_paper: int, geneval: float, demo: bool = False) 
     """A VHS run whose N is not fixed but measured to fit `budget` ms on the user's machine."""
     if demo:
         text = (f"ShapeWorld demo: VHS with a {budget} ms budget, measured on your machine\n\nRuns on the embedded "
-                f"ShapeWorld models (64 px, no download). VHS Best-of-N (Time Budget) measures once what a candidate, "
+                f"ShapeWorld models (64 px, no download). Best-of-N in a Time Budget measures once what a candidate, "
                 f"its verification and the winner's finish cost here, picks the largest N that fits {budget} ms, and "
                 f"reports N and the time spent (if not even one candidate fits, it still makes Best-of-1 and says by "
                 f"how much the budget was exceeded). The saved PNG carries vhs_score, vhs_rank, vhs_n, vhs_seed, "
                 f"vhs_layer and vhs_budget_ms text chunks next to ComfyUI's own.")
         stem, names, size, prompt = TITLES["demo_budget"], (EMBEDDED_SANA, EMBEDDED_VHS), 64, DEMO_PROMPT
     else:
-        text = (f"VHS with a {budget} ms budget, measured on your machine\n\nVHS Best-of-N (Time Budget) measures once "
+        text = (f"VHS with a {budget} ms budget, measured on your machine\n\nBest-of-N in a Time Budget measures once "
                 f"what a candidate, its verification and the winner's finish cost here, picks the largest N that fits "
                 f"{budget} ms, and reports N and the time spent. On the paper's H100 this budget fits N={n_paper} "
                 f"(GenEval {geneval}). Threshold > 0 stops early once a candidate scores that high. The saved PNG "
@@ -198,8 +198,8 @@ def build_budget(budget: int, n_paper: int, geneval: float, demo: bool = False) 
     nodes = [
         sana_loader(1, names[0], (0, 120)),
         verifier_loader(3, "VHSVerifierLoader", names[1], (0, 300)),
-        Node(2, "VHSBestOfNTimeBudget", widgets, inputs=[("model", "SANA_SPRINT"), ("verifier", "VHS_VERIFIER")],
-             outputs=[("winner", "VHS_HIDDEN"), ("candidates", "VHS_HIDDEN"), ("scores", "VHS_SCORES"),
+        Node(2, "VHSBestOfNTimeBudget", widgets, inputs=[("model", "SANA_SPRINT"), ("verifier", "HIDDEN_STATE_VERIFIER")],
+             outputs=[("winner", "SANA_HIDDEN_STATES"), ("candidates", "SANA_HIDDEN_STATES"), ("scores", "BEST_OF_N_SCORES"),
                       ("report", "STRING"), ("n", "INT")], pos=(400, 60), size=(360, 420), api_inputs=named),
         decode(6, (800, 60)),
         save_with_scores(7, prefix, (1140, 60)),
@@ -258,7 +258,7 @@ def build_demo_best_of(n: int = 8) -> tuple[dict, dict, str]:
     text = (f"ShapeWorld demo: VHS Best-of-{n}, no download\n\nThe embedded ShapeWorld models (a trained miniature "
             f"SANA-Sprint drawing 64 px coloured shapes, and its hidden-state verifier) run on any machine. The sampler "
             f"stops the {n} candidates at the block the verifier reads; the verifier scores all of them in one pass; "
-            f"only the winner is finished and decoded. VHS Candidate Preview shows every candidate for free (principal "
+            f"only the winner is finished and decoded. Best-of-N Candidate Preview shows every candidate for free (principal "
             f"components of the hidden states: no decode). The saved PNG carries the score, rank, N, seed and l*.\n\n"
             f"For the real thing, switch the loaders to SANA-Sprint 1.6B and vhs-hidden-verifier (see the README), "
             f"set 1024 px, or open the vhs_*ms workflows.")
@@ -273,7 +273,7 @@ def build_demo_best_of(n: int = 8) -> tuple[dict, dict, str]:
         save_with_scores(7, f"VHS/{stem[1]}", (1460, 60)),
         preview_text(8, (1120, 260), "Ranking"),
         Node(10, "VHSCandidatePreview", ["hidden map", 192],
-             inputs=[("hidden", "VHS_HIDDEN"), ("scores", "VHS_SCORES"), ("model", "SANA_SPRINT")],
+             inputs=[("hidden", "SANA_HIDDEN_STATES"), ("scores", "BEST_OF_N_SCORES"), ("model", "SANA_SPRINT")],
              outputs=[("previews", "IMAGE")], pos=(780, 480), api_inputs=dict(mode="hidden map", size=192)),
         Node(11, "PreviewImage", [], inputs=[("images", "IMAGE")], pos=(1120, 480), size=(400, 300),
              title="Every candidate (hidden maps)"),

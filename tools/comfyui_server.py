@@ -1,7 +1,7 @@
 """Start a real ComfyUI headless on the CPU with this pack installed, for tests and the canvas check.
 
 ComfyUI's own tree is never modified: custom_nodes/, input/, output/, temp/ and user/ live in a scratch
-base directory (--base-directory), the pack is linked there as custom_nodes/ComfyUI-VHS (the name users get),
+base directory (--base-directory), the pack is linked there as custom_nodes/sana-sprint-best-of-n (the name users get),
 and model folders reach ComfyUI through an extra_model_paths.yaml, as users configure shared model folders.
 """
 
@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACK_DIR_NAME = "ComfyUI-VHS"
+PACK_DIR_NAME = "sana-sprint-best-of-n"  # the folder the registry (and the README) install into
 
 
 def free_port() -> int:
@@ -44,15 +44,15 @@ class ComfyServer:
     """A running ComfyUI process; use as a context manager or call stop()."""
 
     def __init__(self, comfyui: str, base: str, models: dict[str, dict[str, str]], settings: dict | None = None,
-                 startup_timeout: float = 180):
+                 startup_timeout: float = 180, pack: str = ROOT):
         if not os.path.isfile(os.path.join(comfyui, "main.py")):
             raise FileNotFoundError(f"{comfyui} is not a ComfyUI checkout (no main.py)")
         self.comfyui, self.base = comfyui, base
         for d in ("custom_nodes", "input", "output", "temp", "user/default", "models"):
             os.makedirs(os.path.join(base, d), exist_ok=True)
-        link = os.path.join(base, "custom_nodes", PACK_DIR_NAME)
-        if not os.path.islink(link):
-            os.symlink(ROOT, link)
+        link = os.path.join(base, "custom_nodes", PACK_DIR_NAME)  # this checkout, or an unpacked registry archive
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(pack), link)
         if settings:
             with open(os.path.join(base, "user", "default", "comfy.settings.json"), "w", encoding="utf-8") as f:
                 json.dump(settings, f)
