@@ -44,7 +44,7 @@ class ComfyServer:
     """A running ComfyUI process; use as a context manager or call stop()."""
 
     def __init__(self, comfyui: str, base: str, models: dict[str, dict[str, str]], settings: dict | None = None,
-                 startup_timeout: float = 180, pack: str = ROOT):
+                 startup_timeout: float = 180, pack: str = ROOT, other_packs: list[str] = ()):
         if not os.path.isfile(os.path.join(comfyui, "main.py")):
             raise FileNotFoundError(f"{comfyui} is not a ComfyUI checkout (no main.py)")
         self.comfyui, self.base = comfyui, base
@@ -53,6 +53,10 @@ class ComfyServer:
         link = os.path.join(base, "custom_nodes", PACK_DIR_NAME)  # this checkout, or an unpacked registry archive
         if not os.path.lexists(link):
             os.symlink(os.path.abspath(pack), link)
+        for other in other_packs:  # packs users have beside ours (e.g. ComfyUI-VideoHelperSuite), for side-by-side checks
+            dst = os.path.join(base, "custom_nodes", os.path.basename(os.path.normpath(other)))
+            if not os.path.lexists(dst):
+                os.symlink(os.path.abspath(other), dst)
         if settings:
             with open(os.path.join(base, "user", "default", "comfy.settings.json"), "w", encoding="utf-8") as f:
                 json.dump(settings, f)

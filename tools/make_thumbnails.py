@@ -21,8 +21,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from apps.sheets import BLUE, GREEN, GREY, INK, PAPER, Tile, contact_sheet, font, wrap  # noqa: E402
 from apps.shapeworld import all_prompts, judge  # noqa: E402
-from build_workflows import (CASCADE, CLIP_SETUPS, DEMO_PROMPT, HERE, SEED, TITLES, VHS_SETUPS,  # noqa: E402
-                             PAPER_BEST_OF_1)
+from build_workflows import CASCADE, CLIP_SETUPS, DEMO_PROMPT, HERE, SEED, TITLES, VHS_SETUPS  # noqa: E402
 from models import SanaSprint, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
 from models.embedded import DEMO_SIZE, embedded_model  # noqa: E402
 from models.io import to_uint8  # noqa: E402
@@ -91,56 +90,42 @@ def demo_baselines(demo: Demo):
                          [], tile_px=170, columns=3)
 
 
-def paper_card(title: str, lines: list[str], tiles: int, highlight: int, kept: int = 0):
-    """A card for a setup this build cannot run: title, what it needs and costs, N tiles with the pick marked."""
+def paper_card(title: str, facts: list[str], tiles: int, kept: int = 0):
+    """A card for a setup this build cannot run, readable at the browser's card size: the title, two short facts,
+    and N tiles with the pick (green) and a cascade's survivors (blue)."""
     from PIL import Image, ImageDraw
 
     card = Image.new("RGB", CARD, PAPER)
     draw = ImageDraw.Draw(card)
-    y = 22
-    for line in wrap(title, font(26), CARD[0] - 48):
-        draw.text((24, y), line, fill=INK, font=font(26))
-        y += 32
-    y += 6
-    for text in lines:
-        for line in wrap(text, font(17), CARD[0] - 48):
-            draw.text((24, y), line, fill=GREY, font=font(17))
-            y += 22
-    side = min(44, (CARD[0] - 48) // max(tiles, 1) - 6)
+    y = 26
+    for line in wrap(title, font(44), CARD[0] - 56):
+        draw.text((28, y), line, fill=INK, font=font(44))
+        y += 52
+    y += 10
+    for text, size, colour in zip(facts, (30, 26), (INK, GREY)):
+        draw.text((28, y), text, fill=colour, font=font(size))
+        y += size + 12
+    side = min(52, (CARD[0] - 56) // max(tiles, 1) - 6)
     for i in range(tiles):
-        x, top = 24 + i * (side + 6), CARD[1] - side - 28
-        colour = GREEN if i == highlight else (BLUE if i < kept else (200, 200, 200))
+        x, top = 28 + i * (side + 6), CARD[1] - side - 28
+        colour = GREEN if i == 0 else (BLUE if i < kept else (205, 205, 205))
         draw.rectangle([x, top, x + side, top + side], fill=colour)
     return card
 
 
 def paper_cards() -> dict:
     cards = {}
+    needs = "needs SANA-Sprint 1.6B weights"
     for budget, n, geneval in VHS_SETUPS:
-        clip_n, clip_g = next((c, g) for b, c, g in CLIP_SETUPS if b == budget)
-        cards[("vhs", budget)] = paper_card(
-            f"VHS Best-of-{n} at {budget} ms", [
-                f"SANA-Sprint 1.6B, 1024 px. {n} candidates stop at DiT block 7; the verifier reads their hidden "
-                f"states; only the winner is finished and decoded.",
-                f"Paper: GenEval {geneval} (Best-of-1: {PAPER_BEST_OF_1}; MLLM with CLIP Best-of-{clip_n}: {clip_g}).",
-                "Needs SANA-Sprint 1.6B and vhs-hidden-verifier (see the README)."], n, 0)
-        cards[("budget", budget)] = paper_card(
-            f"VHS in {budget} ms, N measured here", [
-                "Measures what one candidate costs on your GPU and makes as many as fit the budget.",
-                f"On the paper's H100 {budget} ms fits N={n} (GenEval {geneval}).",
-                "Needs SANA-Sprint 1.6B and vhs-hidden-verifier (see the README)."], n, 0)
+        cards[("vhs", budget)] = paper_card(f"VHS Best-of-{n} at {budget} ms", [f"GenEval {geneval} in the paper",
+                                                                                needs], n)
+        cards[("budget", budget)] = paper_card(f"VHS in {budget} ms, N measured here",
+                                               [f"an H100 fits N={n} (GenEval {geneval})", needs], n)
     for budget, n, geneval in CLIP_SETUPS:
-        cards[("mllm_clip", budget)] = paper_card(
-            f"MLLM with CLIP Best-of-{n} at {budget} ms", [
-                "The paper's baseline: every candidate is finished, decoded and looked at through CLIP ViT-L/14.",
-                f"Paper: GenEval {geneval}.",
-                "Needs SANA-Sprint 1.6B and vhs-mllm-clip-verifier (see the README)."], n, 0)
+        cards[("mllm_clip", budget)] = paper_card(f"MLLM w/ CLIP Best-of-{n} at {budget} ms",
+                                                  [f"baseline: GenEval {geneval} in the paper", needs], n)
     n, k = CASCADE
-    cards["cascade"] = paper_card(
-        f"Cascade: VHS keeps {k} of {n}, CLIP picks 1", [
-            f"VHS scores {n} hidden states and keeps {k} (blue); only those are decoded for the CLIP verifier, "
-            "whose pick (green) is finished.", "Beyond the paper: no GenEval figure.",
-            "Needs SANA-Sprint 1.6B, vhs-hidden-verifier and vhs-mllm-clip-verifier (see the README)."], n, 0, k)
+    cards["cascade"] = paper_card(f"Cascade: VHS keeps {k} of {n}, CLIP picks 1", ["beyond the paper", needs], n, k)
     return cards
 
 
