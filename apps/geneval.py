@@ -7,8 +7,11 @@ For every prompt i it writes
     <out>/<i:05d>/metadata.jsonl      the prompt's own metadata line (what GenEval's evaluator reads)
     <out>/<i:05d>/samples/0000.png    the winner (0001.png ... the next best with --keep k)
     <out>/<i:05d>/vhs.json            seeds, scores, the winners and the time per stage
-A prompt folder appears whole or not at all, so a re-run skips finished prompts and an interrupted one is redone;
---part/--parts splits the prompts between processes or machines. Then score the images with GenEval's own
+A prompt folder appears whole or not at all, so a re-run skips finished prompts and an interrupted one is redone
+(and the temporary folders a killed run leaves are removed); --part/--parts splits the prompts between processes or
+machines. <out>/run.json records what made the folder (settings, every prompt's content identity, the models'
+fingerprints, the code version): a re-run with other settings or other prompts is refused, never mixed in
+(--extend adds prompts appended at the end of the list). Then score the images with GenEval's own
 evaluator (it needs mmdet, in an environment of its own): `python evaluation/evaluate_images.py <out> ...`.
 Without --sana/--verifier it runs the embedded ShapeWorld models (a smoke test: they do not draw GenEval's objects).
 """
@@ -83,20 +86,43 @@ def best_of_n_prompt(model: SanaSprint, verifier: VHSVerifier, record: dict, ind
     return PromptResult(index=index, winners=indices, scores=values, ms=ms)
 
 
+RUN_FILE = "run.json"
+
+
 def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: str, n: int = 4, seed: int = 42,
         keep: int = 1, layer: int | None = None, height: int = 1024, width: int = 1024, mode: str = "reference",
-        part: int = 0, parts: int = 1, limit: int | None = None) -> dict:
-    """Best-of-N for every prompt of this part that has no finished folder yet; returns a summary of the run."""
+        part: int = 0, parts: int = 1, limit: int | None = None, extend: bool = False,
+        models: dict | None = None) -> dict:
+    """Best-of-N for every prompt of this part that has no finished folder yet; returns a summary of the run.
+
+    `models` ({"sana": identity, "verifier": identity}, see apps.runs.model_identity) is recorded with the settings;
+    a folder made with other settings, models or prompts is refused."""
+    from apps.runs import check_or_record, prompt_ids
+    from models.io import remove_stale_partials
+
     if not 1 <= n <= MAX_CANDIDATES:
         raise InputError(f"--n must be between 1 and {MAX_CANDIDATES}, got {n}")
     if not 1 <= keep <= n:
         raise InputError(f"--keep must be between 1 and --n ({n}), got {keep}")
     if mode not in SCORE_MODES:
         raise InputError(f"unknown score mode {mode!r}; choose one of {SCORE_MODES}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
     layer = verifier.spec.layer if layer is None else layer
     if layer is None:
         raise InputError("this is not a hidden-state verifier: give --layer, or use a VHS verifier")
     todo = part_indices(len(records), part, parts)
+    model.check_request([0] * n, layer, height, width)  # before anything is written
+    settings = {"n": n, "seed": seed, "keep": keep, "layer": layer, "height": height, "width": width,
+                "score_mode": mode, **(models or {"sana": {"name": model.key, "fingerprint": model.key},
+                                                  "verifier": {"name": verifier.name, "fingerprint": verifier.name}})}
+    ids = prompt_ids(records)
+    listed = check_or_record(out, RUN_FILE, settings, [{"id": i, "prompt": r["prompt"]} for i, r in zip(ids, records)],
+                             extend=extend, append_only=True)
+    if [p["id"] for p in listed] != ids:  # --extend keeps the folder's prompts: numbering follows its list
+        raise InputError(f"{out} was made from a longer prompt list; give the whole list (or a new --out)")
+    for name in remove_stale_partials(out):
+        logger.info("removed %s, left by a run that was killed", name)
     if limit is not None:
         todo = todo[:limit]
     finished = {i for i in todo if os.path.isfile(os.path.join(prompt_folder(out, i), "vhs.json"))}
@@ -104,7 +130,6 @@ def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: 
     todo = [i for i in todo if i not in finished]
     if done:
         logger.info("%d prompts already finished in %s: skipping them", len(done), out)
-    os.makedirs(out, exist_ok=True)
     results = []
     try:
         from tqdm import tqdm
@@ -119,8 +144,10 @@ def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.embedded import demo_settings, embedded_model
+    from apps.cli import image_side, non_negative_int, positive_int
     from apps.prompts import read_prompts
+    from apps.runs import model_identity
+    from models.embedded import demo_settings, embedded_model
 
     parser = argparse.ArgumentParser(prog="python -m apps.geneval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,15 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (GenEval layout)")
     parser.add_argument("--sana", help="SANA-Sprint diffusers folder (default: the embedded ShapeWorld model)")
     parser.add_argument("--verifier", help="VHS verifier folder (default: the embedded ShapeWorld verifier)")
-    parser.add_argument("--n", type=int, default=4, help="candidates per prompt (the paper: 4, 9, 15)")
-    parser.add_argument("--keep", type=int, default=1, help="images saved per prompt: the k best")
-    parser.add_argument("--seed", type=int, default=42, help="prompt i uses seeds seed + i*n ... seed + i*n + n-1")
-    parser.add_argument("--layer", type=int, default=None, help="DiT block l* (default: the verifier's own)")
-    parser.add_argument("--size", type=int, default=None, help="image side (default 1024; embedded: 64)")
+    parser.add_argument("--n", type=positive_int, default=4, help="candidates per prompt (the paper: 4, 9, 15)")
+    parser.add_argument("--keep", type=positive_int, default=1, help="images saved per prompt: the k best")
+    parser.add_argument("--seed", type=non_negative_int, default=42,
+                        help="prompt i uses seeds seed + i*n ... seed + i*n + n-1")
+    parser.add_argument("--layer", type=non_negative_int, default=None,
+                        help="DiT block l* (default: the verifier's own)")
+    parser.add_argument("--size", type=image_side, default=None, help="image side (default 1024; embedded: 64)")
     parser.add_argument("--score-mode", choices=list(SCORE_MODES), default="reference")
-    parser.add_argument("--part", type=int, default=0, help="this process's part (0-based)")
-    parser.add_argument("--parts", type=int, default=1, help="how many parts the prompts are split into")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many prompts (of this part)")
+    parser.add_argument("--part", type=non_negative_int, default=0, help="this process's part (0-based)")
+    parser.add_argument("--parts", type=positive_int, default=1, help="how many parts the prompts are split into")
+    parser.add_argument("--limit", type=positive_int, default=None, help="at most this many prompts (of this part)")
+    parser.add_argument("--extend", action="store_true",
+                        help="the prompts file has new prompts appended at the end: make them too (the folder's own "
+                             "prompts must stay as they are)")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None, help="default bf16 on GPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
@@ -148,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         records = read_prompts(args.prompts)
         dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
         size = args.size or (demo_settings()["width"] if not args.sana else 1024)
-        model = SanaSprint.from_pretrained(args.sana or embedded_model("sana"), dtype=dtype, device=args.device)
-        verifier = VHSVerifier.from_pretrained(args.verifier or embedded_model("hidden"), dtype=dtype,
-                                               device=args.device)
+        sana_path, verifier_path = args.sana or embedded_model("sana"), args.verifier or embedded_model("hidden")
+        model = SanaSprint.from_pretrained(sana_path, dtype=dtype, device=args.device)
+        verifier = VHSVerifier.from_pretrained(verifier_path, dtype=dtype, device=args.device)
         summary = run(model, verifier, records, args.out, n=args.n, seed=args.seed, keep=args.keep, layer=args.layer,
                       height=size, width=size, mode=args.score_mode, part=args.part, parts=args.parts,
-                      limit=args.limit)
+                      limit=args.limit, extend=args.extend,
+                      models={"sana": model_identity(sana_path), "verifier": model_identity(verifier_path)})
     except VHSError as e:
         logger.error("geneval: %s", e)
         return 2

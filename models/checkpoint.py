@@ -144,3 +144,26 @@ def refuse_meta(module: torch.nn.Module, where: str) -> None:
     empty = [name for name, t in list(module.named_parameters()) + list(module.named_buffers()) if t.is_meta]
     if empty:
         refuse_missing(empty, where=where)
+
+
+def fingerprint(folder: str, sample: int = 65536) -> str:
+    """A short identity of a model folder's content, cheap even for gigabytes of weights: every file's relative path
+    and size, every JSON file's text, and for weights files their header and first and last `sample` bytes. Two
+    folders with the same fingerprint hold the same model (a moved or renamed folder keeps its fingerprint)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            size = os.path.getsize(path)
+            digest.update(f"{os.path.relpath(path, folder)}:{size}\n".encode())
+            with open(path, "rb") as f:
+                if name.endswith(".json"):
+                    digest.update(f.read())
+                elif name.endswith((".safetensors", ".pt", ".bin")):
+                    digest.update(f.read(sample))
+                    f.seek(max(0, size - sample))
+                    digest.update(f.read(sample))
+    return digest.hexdigest()[:16]

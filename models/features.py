@@ -69,9 +69,10 @@ def convert_stats_to_safetensors(mean_path: str, variance_path: str, out_path: s
     mean, var = _load_tensor_pt(mean_path), _load_tensor_pt(variance_path)
     if mean.shape != var.shape:
         raise InputError(f"mean {tuple(mean.shape)} and variance {tuple(var.shape)} have different shapes")
-    tmp = out_path + ".partial"
-    save_file({"mean": mean.contiguous(), "variance": var.contiguous()}, tmp, metadata={"format": "pt"})
-    os.replace(tmp, out_path)
+    from .io import write_atomic
+
+    write_atomic(out_path, lambda tmp: save_file({"mean": mean.contiguous(), "variance": var.contiguous()}, tmp,
+                                                 metadata={"format": "pt"}))
     return out_path
 
 

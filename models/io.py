@@ -12,17 +12,74 @@ from typing import Iterator
 import torch
 
 
+PARTIAL = ".partial-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str) -> None:
+    """Give a file or folder made by tempfile (0600 / 0700) or safetensors (0600) the permissions any other tool's
+    would have under the user's umask; inside folders too."""
+    mask = _umask()
+    for root, dirs, files in os.walk(path) if os.path.isdir(path) else [(os.path.dirname(path), [], [path])]:
+        if os.path.isdir(path):
+            os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
+def _partial_prefix() -> str:
+    import socket
+
+    return f"{PARTIAL}{socket.gethostname()}-{os.getpid()}-"
+
+
+def remove_stale_partials(folder: str) -> list[str]:
+    """Remove the temporary folders and files that runs on this machine which no longer exist left in `folder`
+    (killed mid-write); those of live processes, or of other machines sharing the folder, are left alone."""
+    import socket
+
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    host = socket.gethostname()
+    for name in os.listdir(folder):
+        if not name.startswith(PARTIAL):
+            continue
+        rest = name[len(PARTIAL):]
+        if not rest.startswith(host + "-"):
+            continue
+        try:
+            pid = int(rest[len(host) + 1:].split("-", 1)[0])
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        path = os.path.join(folder, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        removed.append(name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str, overwrite: bool = False) -> Iterator[str]:
-    """Yield a temporary folder next to `path`; it becomes `path` only if the block finishes without error."""
+    """Yield a temporary folder next to `path`; it becomes `path` only if the block finishes without error. The
+    temporary folder is named after this machine and process, so a later run can tell a dead run's leftovers."""
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; not overwriting it")
-    tmp = tempfile.mkdtemp(prefix=".partial-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=_partial_prefix(), dir=parent)
     try:
         yield tmp
+        honour_umask(tmp)
         if os.path.exists(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -32,9 +89,11 @@ def atomic_dir(path: str, overwrite: bool = False) -> Iterator[str]:
 
 
 def write_atomic(path: str, write) -> None:
-    """Call write(tmp_path), then rename into place: readers never see a half-written file."""
+    """Call write(tmp_path), then rename into place: readers never see a half-written file (and it has the usual
+    permissions, whatever the writer used)."""
     tmp = path + ".partial"
     write(tmp)
+    honour_umask(tmp)
     os.replace(tmp, path)
 
 

@@ -300,7 +300,7 @@ class SanaSprint:
                 capture: Sequence[int] = ()) -> tuple[HiddenStates, dict[int, torch.Tensor]]:
         seeds = [int(s) for s in seeds]
         layer = int(layer)
-        self._check_request(seeds, layer, height, width, steps, guidance, max_timestep, intermediate_timestep)
+        self.check_request(seeds, layer, height, width, steps, guidance, max_timestep, intermediate_timestep)
         if any(not 0 <= c <= layer for c in capture):
             raise InputError(f"captured blocks {list(capture)} must lie in 0..{layer} (the last block run)")
         emb = prompt if isinstance(prompt, PromptEmbedding) else self.encode_prompt(prompt)
@@ -403,8 +403,11 @@ class SanaSprint:
             return self.pipe.image_processor.postprocess(image, output_type="pt").float()
 
     # ---------------------------------------------------------------- internals
-    def _check_request(self, seeds: list[int], layer: int, height: int, width: int, steps: int, guidance: float,
-                       max_timestep: float, intermediate_timestep: float | None) -> None:
+    def check_request(self, seeds: Sequence[int], layer: int, height: int, width: int, steps: int = 1,
+                      guidance: float = DEFAULT_GUIDANCE, max_timestep: float = DEFAULT_MAX_TIMESTEP,
+                      intermediate_timestep: float | None = DEFAULT_INTERMEDIATE_TIMESTEP) -> None:
+        """Raise a clear InputError for a request this model cannot run (N, block, size, steps, non-finite settings),
+        before anything runs or is written."""
         if not 1 <= len(seeds) <= MAX_CANDIDATES:
             raise InputError(f"number of candidates must be between 1 and {MAX_CANDIDATES}, got {len(seeds)}")
         if not 0 <= layer < self.num_layers:

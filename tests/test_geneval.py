@@ -41,13 +41,13 @@ def test_resume_skips_finished_prompts_and_parts_split_the_set(sana, hidden_veri
                                                                monkeypatch):
     assert geneval.part_indices(7, 0, 2) == [0, 2, 4, 6] and geneval.part_indices(7, 1, 2) == [1, 3, 5]
     first = geneval.run(sana, hidden_verifier, records, str(tmp_path), n=2, height=res, width=res, part=0, parts=2)
-    assert first["generated"] == 2 and sorted(os.listdir(tmp_path)) == ["00000", "00002"]
+    assert first["generated"] == 2 and sorted(os.listdir(tmp_path)) == ["00000", "00002", "run.json"]
     calls = []
     real = sana.prefix
     monkeypatch.setattr(sana, "prefix", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = geneval.run(sana, hidden_verifier, records, str(tmp_path), n=2, height=res, width=res)
     assert (again["generated"], again["skipped"], len(calls)) == (1, 2, 1)
-    assert sorted(os.listdir(tmp_path)) == ["00000", "00001", "00002"]
+    assert sorted(os.listdir(tmp_path)) == ["00000", "00001", "00002", "run.json"]
 
 
 def test_an_interrupted_prompt_leaves_nothing_behind(sana, hidden_verifier, records, res, tmp_path, monkeypatch):
@@ -57,7 +57,7 @@ def test_an_interrupted_prompt_leaves_nothing_behind(sana, hidden_verifier, reco
     monkeypatch.setattr(sana, "decode", broken_decode)
     with pytest.raises(KeyboardInterrupt):
         geneval.run(sana, hidden_verifier, records, str(tmp_path), n=2, height=res, width=res)
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["run.json"]
 
 
 def test_bad_requests_are_clear_errors(sana, hidden_verifier, records, res, tmp_path):
@@ -70,4 +70,4 @@ def test_bad_requests_are_clear_errors(sana, hidden_verifier, records, res, tmp_
 
 def test_cli_on_the_embedded_models(tmp_path):
     assert geneval.main(["--prompts", GENEVAL, "--out", str(tmp_path), "--n", "2", "--limit", "2"]) == 0
-    assert sorted(os.listdir(tmp_path)) == ["00000", "00001"]
+    assert sorted(os.listdir(tmp_path)) == ["00000", "00001", "run.json"]

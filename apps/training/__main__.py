@@ -24,20 +24,23 @@ from models.errors import VHSError
 logger = logging.getLogger("vhs.training")
 
 
+from apps.cli import fraction, image_side, non_negative_int, positive_int
+
+
 def _common_train(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--data", required=True, help="dataset folder made by `generate`")
     p.add_argument("--out", required=True, help="run folder: checkpoints/, verifier/, train_summary.json")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--batch-size", type=int, default=4, help="per process")
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="per process")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="gradient accumulation steps")
     p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=0, help="save a resumable checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-steps", type=non_negative_int, default=0)
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=0, help="save a resumable checkpoint every N steps")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no", help="bf16/fp16 on GPU")
-    p.add_argument("--holdout", type=float, default=0.2, help="share of prompts kept out for evaluation")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--holdout", type=fraction, default=0.2, help="share of prompts kept out for evaluation")
+    p.add_argument("--split-seed", type=non_negative_int, default=0)
     p.add_argument("--device", default=None, help="where to load models (default: accelerate's device)")
 
 
@@ -49,16 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="K candidates per prompt -> sharded h_l, latents (and images)",
                        description="Generate K candidates per prompt with SANA-Sprint and store, per candidate, the "
                                    "hidden state of every --layers block, the final latent and optionally the image. "
-                                   "Re-running skips finished shards.")
+                                   "A re-run with the same prompts and settings makes only what is missing; other "
+                                   "settings or prompts are refused (see --extend).")
     g.add_argument("--sana", required=True, help="SANA-Sprint diffusers folder")
     g.add_argument("--prompts", required=True, help=".txt (one prompt per line) or .jsonl with a \"prompt\" field")
     g.add_argument("--out", required=True)
-    g.add_argument("--layers", type=int, nargs="+", required=True, help="DiT blocks to store (e.g. 1 5 7 9 19)")
-    g.add_argument("--candidates", type=int, default=20, help="K candidates per prompt")
-    g.add_argument("--size", type=int, default=1024)
-    g.add_argument("--steps", type=int, default=1)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--prompts-per-shard", type=int, default=8)
+    g.add_argument("--layers", type=non_negative_int, nargs="+", required=True,
+                   help="DiT blocks to store (e.g. 1 5 7 9 19)")
+    g.add_argument("--candidates", type=positive_int, default=20, help="K candidates per prompt")
+    g.add_argument("--size", type=image_side, default=1024, help="image side in pixels (a multiple of 32)")
+    g.add_argument("--steps", type=positive_int, default=1)
+    g.add_argument("--seed", type=non_negative_int, default=0)
+    g.add_argument("--prompts-per-shard", type=positive_int, default=8,
+                   help="how many prompts a shard file holds (only packing: it may change between runs)")
+    g.add_argument("--extend", action="store_true",
+                   help="add the prompts of --prompts that the dataset does not have yet (by content); without it, "
+                        "a re-run must ask for the same prompts and settings")
     g.add_argument("--save-images", action="store_true", help="also store decoded images (pixel judges, CLIP)")
     g.add_argument("--dtype", default="bf16", choices=["fp32", "fp16", "bf16"])
     g.add_argument("--device", default="cuda" if _cuda() else "cpu")
@@ -73,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a judge factory to import, e.g. apps.shapeworld:shapeworld_judge (ShapeWorld's exact judge; "
                           "needs --save-images data)")
     lab.add_argument("--captions-file", help="JSONL of {\"id\", \"caption\"} from a VLM re-captioner")
+    lab.add_argument("--replace", action="store_true",
+                     help="replace labels (and captions) the dataset already has for the same candidates; without it, "
+                          "new ones are added and existing ones kept")
 
     a = sub.add_parser("align", help="stage 1: train the connector on (h_l, caption)",
                        description="Stage 1: a new connector on a Qwen2 LLM, trained with next-token loss on captions; "
@@ -80,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common_train(a, lr=1e-3)
     a.add_argument("--llm", required=True, help="a Qwen2 causal LM folder (Qwen2.5-0.5B in the paper)")
     a.add_argument("--kind", choices=["hidden", "latent", "clip"], default="hidden")
-    a.add_argument("--layer", type=int, help="DiT block the verifier reads (hidden kind)")
+    a.add_argument("--layer", type=non_negative_int, help="DiT block the verifier reads (hidden kind)")
     a.add_argument("--vision-tower", help="CLIP vision tower folder (clip kind)")
-    a.add_argument("--token-pool", type=int, default=1)
+    a.add_argument("--token-pool", type=positive_int, default=1)
 
     f = sub.add_parser("finetune", help="stage 2: connector + LLM on yes/no labels",
                        description="Stage 2: train connector and LLM on the labels at the answer position.")
@@ -98,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True)
     e.add_argument("--verifier", required=True)
     e.add_argument("--out", required=True, help="metrics JSON file")
-    e.add_argument("--holdout", type=float, default=0.2)
-    e.add_argument("--split-seed", type=int, default=0)
+    e.add_argument("--holdout", type=fraction, default=0.2)
+    e.add_argument("--split-seed", type=non_negative_int, default=0)
     e.add_argument("--all", action="store_true", help="evaluate every labelled candidate, not just the held-out ones")
     e.add_argument("--device", default="cuda" if _cuda() else "cpu")
     return parser
@@ -142,7 +154,8 @@ def _run(args) -> int:
         with tqdm(total=len(prompts), desc="generate", disable=not state.is_local_main_process) as bar:
             done = generate_dataset(model, prompts, args.out, args.layers, args.candidates, args.size, args.size,
                                     args.steps, args.seed, args.prompts_per_shard, args.save_images, progress=bar.update,
-                                    part=state.process_index, parts=state.num_processes)
+                                    part=state.process_index, parts=state.num_processes, extend=args.extend,
+                                    model_path=args.sana)
         logger.info("%d new shards in %s", len(done), args.out)
         return 0
     if args.command == "label":
@@ -151,10 +164,14 @@ def _run(args) -> int:
             judge = load_judge(args.judge)
         else:
             judge = LabelsFileJudge(args.labels_file)
-        counts = apply_judge(data, judge)
-        captioner = LabelsFileCaptions(args.captions_file) if args.captions_file else prompt_captioner
-        apply_captioner(data, captioner)
-        logger.info("labels: %s", counts)
+        counts = apply_judge(data, judge, replace=args.replace)
+        if args.captions_file:
+            apply_captioner(data, LabelsFileCaptions(args.captions_file), replace=args.replace)
+        apply_captioner(data, prompt_captioner, fill_only=True)  # the prompt, where no caption came from elsewhere
+        logger.info("labels: %d matched, %d added, %d replaced, %d kept as they were%s; %d yes, %d no, %d unlabelled",
+                    counts["matched"], counts["added"], counts["replaced"], counts["kept"],
+                    " (--replace to overwrite)" if counts["kept"] else "", counts["yes"], counts["no"],
+                    counts["unlabelled"])
         return 0
     if args.command in ("align", "finetune"):
         from accelerate import PartialState

@@ -1,21 +1,24 @@
 """Training data for verifiers: K candidates per prompt, stored as sharded safetensors plus a JSONL index.
 
 Layout of a dataset folder:
-    manifest.json                 generation settings (checked on resume, so a re-run cannot mix settings)
-    shard_00000.safetensors       h<l> [M, tokens, width] per stored layer, latent [M, C, h, w], optional image uint8
-    shard_00000.jsonl             one line per candidate: id, row, prompt_id, prompt, seed, metadata
-    labels.jsonl, captions.jsonl  written by judges / captioners (id -> label / caption)
-A shard's .jsonl is written last, atomically: it is the shard's completion marker, so an interrupted shard
-never looks complete and a re-run skips exactly the finished ones.
+    manifest.json                 what made it: settings, the SANA-Sprint fingerprint, the code version, and every
+                                  prompt with its content identity (checked on every re-run: nothing mixes)
+    shard_<hash>.safetensors      h<l> [M, tokens, inner_dim] per stored layer, latent [M, C, h, w], optional image
+    shard_<hash>.jsonl            one line per candidate: id, row, prompt_id, prompt, seed, metadata
+    labels.jsonl, captions.jsonl  written by judges / captioners (id -> label / caption), merged, never erased
+Prompts, candidates and shards are keyed by prompt content, not by line number: a candidate is <prompt id>_c<k>, its
+seed derives from the prompt id, and a shard is named after the prompts it holds. A shard's .jsonl is written last,
+atomically: it is the shard's completion marker, so an interrupted shard never looks complete, and a re-run makes
+exactly the prompts no complete shard holds - whatever --prompts-per-shard it uses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -28,32 +31,23 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    """What a dataset was generated with; a resumed run must use the same."""
-
-    layers: tuple[int, ...]
-    candidates: int
-    height: int
-    width: int
-    steps: int
-    seed: int
-    model_key: str
-    save_images: bool
-
-    def to_dict(self) -> dict:
-        return {"layers": list(self.layers), "candidates": self.candidates, "height": self.height, "width": self.width,
-                "steps": self.steps, "seed": self.seed, "model": self.model_key, "save_images": self.save_images}
+def candidate_seed(seed: int, prompt_id: str, k: int) -> int:
+    """The k-th candidate's seed for a prompt: from the prompt's identity, not its position in a file."""
+    digest = hashlib.sha256(f"{int(seed)}:{prompt_id}:{int(k)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 2**63
 
 
 def generate_dataset(model: SanaSprint, prompts: Sequence[dict], out: str, layers: Sequence[int], candidates: int,
                      height: int, width: int, steps: int = 1, seed: int = 0, prompts_per_shard: int = 8,
                      save_images: bool = False, progress=None, store_dtype: torch.dtype = torch.float16,
-                     part: int = 0, parts: int = 1) -> list[str]:
+                     part: int = 0, parts: int = 1, extend: bool = False, model_path: str | None = None) -> list[str]:
     """Generate K candidates per prompt and store h_l for every layer in `layers`, the final latent and optionally
     the decoded image. Hidden states are stored as `store_dtype` (fp16: half the disk; the real model runs in bf16
-    anyway). With parts > 1, this call writes only the shards with index % parts == part, so several processes (one
-    per GPU) fill one folder. Returns the shard names written in this call (finished shards are skipped)."""
+    anyway). With parts > 1, this call makes only the prompts whose identity hashes to `part`, so several processes
+    (one per GPU) fill one folder. A re-run with other settings or other prompts is refused (with `extend`, new prompts
+    are added). Returns the shard names written in this call."""
+    from apps.runs import check_or_record, model_identity, prompt_ids
+
     layers = tuple(sorted({int(l) for l in layers}))
     if not layers:
         raise InputError("choose at least one layer to store")
@@ -61,27 +55,29 @@ def generate_dataset(model: SanaSprint, prompts: Sequence[dict], out: str, layer
         raise InputError(f"layers {list(layers)} out of range: this SANA-Sprint has blocks 0..{model.num_layers - 1}")
     if not 1 <= candidates <= 256:
         raise InputError(f"candidates per prompt must be between 1 and 256, got {candidates}")
-    settings = GenerationSettings(layers, candidates, height, width, steps, seed, model.key.split("|")[0], save_images)
-    os.makedirs(out, exist_ok=True)
-    manifest_path = os.path.join(out, MANIFEST)
-    if os.path.isfile(manifest_path):
-        with open(manifest_path, encoding="utf-8") as f:
-            old = json.load(f)
-        if {k: v for k, v in old.items() if k != "prompts"} != settings.to_dict():
-            raise InputError(f"{out} was generated with other settings ({old}); use a new folder")
-    else:
-        write_text_atomic(manifest_path, json.dumps({**settings.to_dict(), "prompts": len(prompts)}, indent=2))
+    if prompts_per_shard < 1:
+        raise InputError(f"prompts per shard must be at least 1, got {prompts_per_shard}")
+    if parts < 1 or not 0 <= part < parts:
+        raise InputError(f"part {part} of {parts} does not exist")
+    model.check_request([0] * candidates, max(layers), height, width, steps)  # before anything is written
+    ids = prompt_ids(prompts)
+    records = [{"id": i, "prompt": r["prompt"], "metadata": r.get("metadata", {})} for i, r in zip(ids, prompts)]
+    settings = {"layers": list(layers), "candidates": candidates, "height": height, "width": width, "steps": steps,
+                "seed": seed, "save_images": save_images, "store_dtype": str(store_dtype).replace("torch.", ""),
+                "model": model_identity(model_path) if model_path else {"name": model.key.split("|")[0],
+                                                                         "fingerprint": model.key.split("|")[0]}}
+    everything = check_or_record(out, MANIFEST, settings, records, extend=extend)
+    finished = {row["prompt_id"] for row in _finished_rows(out)}
+    mine = [r for r in everything if r["id"] not in finished and int(hashlib.sha256(r["id"].encode()).hexdigest(), 16)
+            % parts == part]
     written = []
-    shards = range(0, len(prompts), prompts_per_shard)
-    for shard_index, start in enumerate(shards):
-        name = f"shard_{shard_index:05d}"
-        if shard_index % parts != part or os.path.isfile(os.path.join(out, name + ".jsonl")):
-            continue  # finished in an earlier run
+    for start in range(0, len(mine), prompts_per_shard):
+        group = mine[start:start + prompts_per_shard]
+        name = "shard_" + hashlib.sha256(",".join(r["id"] for r in group).encode()).hexdigest()[:12]
         tensors: dict[str, list[torch.Tensor]] = {f"h{l}": [] for l in layers}
         tensors["latent"], images, rows = [], [], []
-        for pid in range(start, min(start + prompts_per_shard, len(prompts))):
-            record = prompts[pid]
-            seeds = [(seed * 1_000_003 + pid * 1_000 + k) % 2**63 for k in range(candidates)]
+        for record in group:
+            seeds = [candidate_seed(seed, record["id"], k) for k in range(candidates)]
             hidden, captured = model.capture(record["prompt"], seeds, layers, height=height, width=width, steps=steps)
             latents = model.suffix(hidden)
             captured[hidden.layer] = hidden.hidden
@@ -91,8 +87,8 @@ def generate_dataset(model: SanaSprint, prompts: Sequence[dict], out: str, layer
             if save_images:
                 images.append((model.decode(latents) * 255).round().to(torch.uint8).cpu())
             for k, s in enumerate(seeds):
-                rows.append({"id": f"p{pid:06d}_c{k:03d}", "prompt_id": pid, "candidate": k, "seed": s,
-                             "prompt": record["prompt"], "metadata": record.get("metadata", {})})
+                rows.append({"id": f"{record['id']}_c{k:03d}", "prompt_id": record["id"], "candidate": k, "seed": s,
+                             "prompt": record["prompt"], "metadata": record["metadata"]})
             if progress is not None:
                 progress(1)
         data = {k: torch.cat(v).contiguous() for k, v in tensors.items()}
@@ -109,6 +105,16 @@ def generate_dataset(model: SanaSprint, prompts: Sequence[dict], out: str, layer
     return written
 
 
+def _finished_rows(folder: str) -> list[dict]:
+    """The index rows of every complete shard (a shard is complete once its .jsonl exists)."""
+    rows = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("shard_") and name.endswith(".jsonl"):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+    return rows
+
+
 class CandidateDataset:
     """Read access to a generated dataset: index rows, tensors by id, labels and captions."""
 
@@ -117,12 +123,9 @@ class CandidateDataset:
             raise InputError(f"{folder} is not a generated dataset (no {MANIFEST})")
         self.folder = folder
         with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
-            self.manifest = json.load(f)
-        self.rows: list[dict] = []
-        for name in sorted(os.listdir(folder)):
-            if name.startswith("shard_") and name.endswith(".jsonl"):
-                with open(os.path.join(folder, name), encoding="utf-8") as f:
-                    self.rows += [json.loads(line) for line in f if line.strip()]
+            manifest = json.load(f)
+        self.manifest = manifest.get("settings", manifest)  # 0.1.0 datasets kept their settings at the top level
+        self.rows: list[dict] = _finished_rows(folder)
         if not self.rows:
             raise InputError(f"{folder} holds no finished shards: the dataset is empty")
         self.by_id = {r["id"]: r for r in self.rows}

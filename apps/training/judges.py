@@ -80,16 +80,36 @@ def prompt_captioner(dataset: CandidateDataset, ids: Sequence[str]) -> dict[str,
     return {cid: dataset.by_id[cid]["prompt"] for cid in ids}
 
 
-def apply_judge(dataset: CandidateDataset, judge: Judge) -> dict[str, int]:
-    """Label every candidate with `judge` and write labels.jsonl; returns the counts of yes, no and unlabelled."""
-    verdicts = judge(dataset, [r["id"] for r in dataset.rows])
-    labels = {k: bool(v) for k, v in verdicts.items() if v is not None}
-    dataset.write_map("labels.jsonl", "label", labels)
-    yes = sum(labels.values())
-    return {"yes": yes, "no": len(labels) - yes, "unlabelled": len(verdicts) - len(labels)}
+def apply_judge(dataset: CandidateDataset, judge: Judge, replace: bool = False) -> dict[str, int]:
+    """Label candidates with `judge`, merged into labels.jsonl: new labels are added; labels the dataset already has
+    stay as they are unless `replace`. A judge that labels none of the candidates is an error (its ids, or its file,
+    belong to another dataset). Returns how many matched, were added, replaced, kept, and are still unlabelled."""
+    ids = [r["id"] for r in dataset.rows]
+    verdicts = {k: bool(v) for k, v in judge(dataset, ids).items() if v is not None and k in dataset.by_id}
+    if not verdicts:
+        raise InputError(f"the labels match none of the {len(ids)} candidates of {dataset.folder} (its ids look like "
+                         f"{ids[0]!r}): they belong to another dataset")
+    existing = dataset.labels()
+    new = {k: v for k, v in verdicts.items() if k not in existing}
+    differing = {k: v for k, v in verdicts.items() if k in existing and existing[k] != v}
+    merged = {**existing, **new, **(differing if replace else {})}
+    dataset.write_map("labels.jsonl", "label", merged)
+    yes = sum(merged.values())
+    return {"matched": len(verdicts), "added": len(new), "replaced": len(differing) if replace else 0,
+            "kept": 0 if replace else len(differing), "yes": yes, "no": len(merged) - yes,
+            "unlabelled": len(ids) - len(merged)}
 
 
-def apply_captioner(dataset: CandidateDataset, captioner: Captioner) -> int:
-    captions = captioner(dataset, [r["id"] for r in dataset.rows])
-    dataset.write_map("captions.jsonl", "caption", captions)
-    return len(captions)
+def apply_captioner(dataset: CandidateDataset, captioner: Captioner, replace: bool = False,
+                    fill_only: bool = False) -> int:
+    """Captions merged into captions.jsonl like labels (`fill_only`: only for candidates without one, as the default
+    prompt captioner does). Returns how many were written."""
+    existing = dataset.captions()
+    ids = [r["id"] for r in dataset.rows if not (fill_only and r["id"] in existing)]
+    captions = {k: v for k, v in captioner(dataset, ids).items() if k in dataset.by_id}
+    if not fill_only and not captions:
+        raise InputError(f"the captions match none of the candidates of {dataset.folder}: they belong to another "
+                         "dataset")
+    written = {k: v for k, v in captions.items() if replace or k not in existing}
+    dataset.write_map("captions.jsonl", "caption", {**existing, **written})
+    return len(written)
