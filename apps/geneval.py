@@ -59,15 +59,47 @@ def part_indices(count: int, part: int, parts: int) -> list[int]:
     return list(range(part, count, parts))
 
 
+class ReferenceNoise:
+    """The noise of the authors' CLI (sana_sprint_best_of_n_comple.py), prompt for prompt: one CPU generator per
+    candidate, seeded once per run from numpy's default_rng(seed), carried from prompt to prompt (each pipeline call
+    draws the initial noise and the scheduler's unused last-step noise); the prompts in the order of a second
+    default_rng(seed).permutation, split into contiguous chunks, one per process."""
+
+    def __init__(self, count: int, n: int, seed: int, part: int = 0, parts: int = 1):
+        import numpy as np
+
+        if parts < 1 or not 0 <= part < parts:
+            raise InputError(f"--part must be between 0 and --parts - 1 ({parts - 1}), got {part}")
+        self.seeds = [int(s) for s in np.random.default_rng(seed).integers(0, 2**32 - 1, size=n)]
+        order = np.random.default_rng(seed).permutation(count).tolist()
+        per, extra = divmod(count, parts)
+        start = part * per + min(part, extra)
+        self.order = order[start:start + per + (1 if part < extra else 0)]
+        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self.calls = 0  # pipeline calls so far: the noise of the next one starts after 2 * calls draws
+
+    def skip(self, model: SanaSprint, height: int, width: int) -> None:
+        """Advance as one prompt's pipeline call would, without running it (a prompt finished in an earlier run)."""
+        model.advance_noise(self.generators, height, width)
+        self.calls += 1
+
+
 def best_of_n_prompt(model: SanaSprint, verifier: VHSVerifier, record: dict, index: int, out: str, n: int, seed: int,
-                     keep: int, layer: int, height: int, width: int, mode: str) -> PromptResult:
+                     keep: int, layer: int, height: int, width: int, mode: str,
+                     reference: ReferenceNoise | None = None) -> PromptResult:
     """Best-of-N for one prompt: N candidates to block l*, one batched scoring, only the `keep` best finished and
     decoded; the prompt's folder is written whole or not at all."""
     from PIL import Image
 
-    seeds = candidate_seeds(seed + index * n, n)  # distinct seeds for every prompt, reproducible one by one
     t0 = time.perf_counter()
-    hidden = model.prefix(record["prompt"], seeds, layer=layer, height=height, width=width)
+    if reference is None:
+        seeds = candidate_seeds(seed + index * n, n)  # distinct seeds for every prompt, reproducible one by one
+        hidden = model.prefix(record["prompt"], seeds, layer=layer, height=height, width=width)
+    else:
+        seeds, draw = reference.seeds, 2 * reference.calls
+        hidden = model.prefix(record["prompt"], seeds, layer=layer, height=height, width=width,
+                              generators=reference.generators)
+        reference.calls += 1
     scores = verifier.score(model, hidden, mode=mode)
     winners, indices, values = select_top_k(hidden, scores, k=keep)
     images = model.decode(model.suffix(winners))
@@ -79,6 +111,7 @@ def best_of_n_prompt(model: SanaSprint, verifier: VHSVerifier, record: dict, ind
         for rank, image in enumerate(images):
             Image.fromarray(to_uint8(image)).save(os.path.join(tmp, "samples", f"{rank:04d}.png"))
         summary = {"prompt": record["prompt"], "seeds": list(hidden.seeds), "layer": layer, "verifier": verifier.name,
+                   **({"noise": f"the authors' generators after {draw} draws"} if reference is not None else {}),
                    "score_mode": mode, "scores": [float(s) for s in scores.scores], "winners": indices,
                    "winner_scores": values, "ms": ms}
         with open(os.path.join(tmp, "vhs.json"), "w", encoding="utf-8") as f:
@@ -92,11 +125,13 @@ RUN_FILE = "run.json"
 def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: str, n: int = 4, seed: int = 42,
         keep: int = 1, layer: int | None = None, height: int = 1024, width: int = 1024, mode: str = "reference",
         part: int = 0, parts: int = 1, limit: int | None = None, extend: bool = False,
-        models: dict | None = None) -> dict:
+        models: dict | None = None, noise: str = "seeds") -> dict:
     """Best-of-N for every prompt of this part that has no finished folder yet; returns a summary of the run.
 
     `models` ({"sana": identity, "verifier": identity}, see apps.runs.model_identity) is recorded with the settings;
-    a folder made with other settings, models or prompts is refused."""
+    a folder made with other settings, models or prompts is refused. noise="reference" draws each candidate's noise
+    as the authors' CLI does, in its prompt order and process split (ReferenceNoise), so that run is reproduced
+    prompt for prompt; "seeds" (the default) gives prompt i the seeds seed + i*n ... (any prompt re-made alone)."""
     from apps.runs import check_or_record, prompt_ids
     from models.io import remove_stale_partials
 
@@ -111,10 +146,13 @@ def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: 
     layer = verifier.spec.layer if layer is None else layer
     if layer is None:
         raise InputError("this is not a hidden-state verifier: give --layer, or use a VHS verifier")
-    todo = part_indices(len(records), part, parts)
+    if noise not in ("seeds", "reference"):
+        raise InputError(f"unknown noise scheme {noise!r}; choose 'seeds' or 'reference'")
+    reference = ReferenceNoise(len(records), n, seed, part, parts) if noise == "reference" else None
+    todo = reference.order if reference is not None else part_indices(len(records), part, parts)
     model.check_request([0] * n, layer, height, width)  # before anything is written
     settings = {"n": n, "seed": seed, "keep": keep, "layer": layer, "height": height, "width": width,
-                "score_mode": mode, **(models or {"sana": {"name": model.key, "fingerprint": model.key},
+                "score_mode": mode, "noise": noise, **(models or {"sana": {"name": model.key, "fingerprint": model.key},
                                                   "verifier": {"name": verifier.name, "fingerprint": verifier.name}})}
     ids = prompt_ids(records)
     listed = check_or_record(out, RUN_FILE, settings, [{"id": i, "prompt": r["prompt"]} for i, r in zip(ids, records)],
@@ -126,10 +164,8 @@ def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: 
     if limit is not None:
         todo = todo[:limit]
     finished = {i for i in todo if os.path.isfile(os.path.join(prompt_folder(out, i), "vhs.json"))}
-    done = [i for i in todo if i in finished]
-    todo = [i for i in todo if i not in finished]
-    if done:
-        logger.info("%d prompts already finished in %s: skipping them", len(done), out)
+    if finished:
+        logger.info("%d prompts already finished in %s: skipping them", len(finished), out)
     results = []
     try:
         from tqdm import tqdm
@@ -137,9 +173,14 @@ def run(model: SanaSprint, verifier: VHSVerifier, records: Sequence[dict], out: 
         def tqdm(items, **_):
             return items
     for i in tqdm(todo, desc=f"Best-of-{n}", unit="prompt"):
-        results.append(best_of_n_prompt(model, verifier, records[i], i, out, n, seed, keep, layer, height, width, mode))
+        if i in finished:
+            if reference is not None:  # its noise was drawn in an earlier run: draw past it
+                reference.skip(model, height, width)
+            continue
+        results.append(best_of_n_prompt(model, verifier, records[i], i, out, n, seed, keep, layer, height, width, mode,
+                                        reference))
     ms = [r.ms for r in results]
-    return {"out": out, "prompts": len(todo) + len(done), "generated": len(results), "skipped": len(done), "n": n,
+    return {"out": out, "prompts": len(todo), "generated": len(results), "skipped": len(finished), "n": n,
             "keep": keep, "layer": layer, "size": [height, width], "mean_ms_per_prompt": sum(ms) / len(ms) if ms else None}
 
 
@@ -167,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", type=non_negative_int, default=0, help="this process's part (0-based)")
     parser.add_argument("--parts", type=positive_int, default=1, help="how many parts the prompts are split into")
     parser.add_argument("--limit", type=positive_int, default=None, help="at most this many prompts (of this part)")
+    parser.add_argument("--noise", choices=["seeds", "reference"], default="seeds",
+                        help="seeds: prompt i uses seeds seed + i*n ... (each prompt reproducible alone); reference: "
+                             "the noise, prompt order and --part/--parts split of the authors' CLI, to reproduce their "
+                             "run prompt for prompt (same --seed and --n)")
     parser.add_argument("--extend", action="store_true",
                         help="the prompts file has new prompts appended at the end: make them too (the folder's own "
                              "prompts must stay as they are)")
@@ -185,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         verifier = VHSVerifier.from_pretrained(verifier_path, dtype=dtype, device=args.device)
         summary = run(model, verifier, records, args.out, n=args.n, seed=args.seed, keep=args.keep, layer=args.layer,
                       height=size, width=size, mode=args.score_mode, part=args.part, parts=args.parts,
-                      limit=args.limit, extend=args.extend,
+                      limit=args.limit, extend=args.extend, noise=args.noise,
                       models={"sana": model_identity(sana_path), "verifier": model_identity(verifier_path)})
     except VHSError as e:
         logger.error("geneval: %s", e)

@@ -8,6 +8,7 @@ in the order `SanaTransformer2DModel.forward` calls them, so prefix + suffix equ
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import logging
@@ -276,14 +277,23 @@ class SanaSprint:
         max_timestep: float = DEFAULT_MAX_TIMESTEP,
         intermediate_timestep: float | None = DEFAULT_INTERMEDIATE_TIMESTEP,
         callback: ProgressCallback | None = None,
+        noise: torch.Tensor | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> HiddenStates:
         """Run N candidates (one per seed) up to and including DiT block `layer` of the last step.
 
         Earlier steps of a few-step schedule run whole; blocks after `layer` of the last step are not run.
         `callback(done, total)` is called after every block (raise from it to cancel).
+
+        Where the noise comes from: by default candidate i draws it from a fresh CPU generator seeded with seeds[i]
+        (so it can be re-made alone). `noise` ([N, C, h, w], standard normal) gives the starting noise itself (e.g.
+        ComfyUI's NOISE); the seeds then only label the candidates. `generators` (one CPU generator per candidate)
+        are drawn from and advanced exactly as SanaSprintPipeline advances the generator it is given - the initial
+        noise, then one draw per scheduler step, the last step's unused draw included - so generators carried from
+        prompt to prompt reproduce a loop of pipeline calls (the authors' CLI).
         """
         hidden, _ = self._prefix(prompt, seeds, layer, height, width, steps, guidance, max_timestep,
-                                 intermediate_timestep, callback, capture=())
+                                 intermediate_timestep, callback, capture=(), noise=noise, generators=generators)
         return hidden
 
     def capture(self, prompt: str | PromptEmbedding, seeds: Sequence[int], blocks: Sequence[int], height: int = 1024,
@@ -297,7 +307,8 @@ class SanaSprint:
 
     def _prefix(self, prompt, seeds, layer, height, width, steps, guidance=DEFAULT_GUIDANCE,
                 max_timestep=DEFAULT_MAX_TIMESTEP, intermediate_timestep=DEFAULT_INTERMEDIATE_TIMESTEP, callback=None,
-                capture: Sequence[int] = ()) -> tuple[HiddenStates, dict[int, torch.Tensor]]:
+                capture: Sequence[int] = (), noise: torch.Tensor | None = None,
+                generators: Sequence[torch.Generator] | None = None) -> tuple[HiddenStates, dict[int, torch.Tensor]]:
         seeds = [int(s) for s in seeds]
         layer = int(layer)
         self.check_request(seeds, layer, height, width, steps, guidance, max_timestep, intermediate_timestep)
@@ -312,10 +323,23 @@ class SanaSprint:
         device = self.device
         # 1. the schedule, each candidate's noise and the guidance embedding input (as SanaSprintPipeline.__call__)
         timesteps = self._timesteps(steps, max_timestep, intermediate_timestep)
-        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-        sf = int(self.pipe.vae_scale_factor)
-        shape = (n, self.transformer.config.in_channels, height // sf, width // sf)
-        sample = _randn(shape, generators, device) * self.sigma_data
+        shape = self.noise_shape(n, height, width)
+        caller_generators = generators is not None
+        if noise is not None and caller_generators:
+            raise InputError("give the starting noise or the generators, not both")
+        if caller_generators and len(generators) != n:
+            raise InputError(f"{len(generators)} generators for {n} candidates")
+        if not caller_generators:  # also what the later steps of a few-step schedule draw from
+            generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+        if noise is not None:
+            if tuple(noise.shape) != shape:
+                raise InputError(f"the noise has shape {tuple(noise.shape)}; {n} candidates at {width}x{height} px "
+                                 f"need {shape}")
+            check_finite_tensor(noise, "the given noise values", list(range(n)))
+            start = noise.to(device=device, dtype=torch.float32)
+        else:
+            start = _randn(shape, generators, device)
+        sample = start * self.sigma_data
         guidance_t = self._guidance(guidance, n, emb.embeds.dtype)
         # 2. the prompt's caption projection, once for all candidates
         enc, enc_bias = self._project_prompt(emb)
@@ -332,10 +356,12 @@ class SanaSprint:
                     sample = self._trigflow_step(self._head(x, emb_t, grid), step, timesteps[i + 1], generators)
                     continue
                 # 4. the last step stops after block `layer`, keeping the captured blocks on the way
-                start = 0
+                first = 0
                 for stop in [*capture, layer]:
-                    x = self._run_blocks(x, temb, enc, enc_bias, grid, start, stop + 1, progress)
-                    captured[stop], start = x, stop + 1
+                    x = self._run_blocks(x, temb, enc, enc_bias, grid, first, stop + 1, progress)
+                    captured[stop], first = x, stop + 1
+        if caller_generators:  # SCMScheduler.step draws noise at the last step too, unused: advance as it does
+            _randn(shape, generators, torch.device("cpu"))
         check_finite_tensor(x, "the DiT hidden states", list(range(n)))
         settings = {"layer": layer, "height": int(height), "width": int(width), "steps": int(steps),
                     "guidance": float(guidance), "max_timestep": float(max_timestep),
@@ -362,9 +388,22 @@ class SanaSprint:
             guidance=float(guidance),
             max_timestep=float(max_timestep),
             model_key=self.key,
-            run_key=run_key(self.key, emb.prompt, seeds, settings),
+            run_key=run_key(self.key, emb.prompt, seeds, settings, "" if noise is None and not caller_generators else
+                            hashlib.sha256(start.cpu().numpy().tobytes()).hexdigest()),
         )
         return hidden, {c: captured[c] for c in capture}
+
+    def noise_shape(self, n: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The shape of the starting noise of n candidates at this size ([N, latent channels, h, w])."""
+        sf = int(self.pipe.vae_scale_factor)
+        return n, int(self.transformer.config.in_channels), height // sf, width // sf
+
+    def advance_noise(self, generators: Sequence[torch.Generator], height: int, width: int, steps: int = 1) -> None:
+        """Draw from `generators` what prefix(generators=...) would, without running anything: the initial noise and
+        one draw per step (resuming a run that carries generators from prompt to prompt)."""
+        shape = self.noise_shape(len(generators), height, width)
+        for _ in range(1 + int(steps)):
+            _randn(shape, list(generators), torch.device("cpu"))
 
     def suffix(self, hidden: HiddenStates, callback: ProgressCallback | None = None) -> torch.Tensor:
         """Finish the given candidates: blocks l*+1.., output head, SCM update. Returns latents [k, C, h, w] (fp32)."""

@@ -66,6 +66,7 @@ class VerifierSpec:
     token_pool: int
     normalize: bool
     instruction: str
+    reference_vocab: bool = True  # False: a checkpoint of ours, scored with its vocabulary as saved
 
     @classmethod
     def from_config(cls, cfg: dict, path: str = "") -> "VerifierSpec":
@@ -118,6 +119,7 @@ class VerifierSpec:
             token_pool=ints["vhs_token_pool"],
             normalize=bool(cfg.get("mm_vision_normalize", kind == "hidden")) and kind == "hidden",
             instruction=instruction,
+            reference_vocab=bool(cfg.get("vhs_reference_vocab", True)),
         )
 
     def to_config(self) -> dict:
@@ -133,6 +135,8 @@ class VerifierSpec:
         }
         if self.token_pool != 1:
             cfg["vhs_token_pool"] = self.token_pool
+        if not self.reference_vocab:
+            cfg["vhs_reference_vocab"] = False
         if self.instruction != VHS_INSTRUCTION:
             cfg["vhs_instruction"] = self.instruction
         return cfg
@@ -223,6 +227,34 @@ def _load_prefixed(files: list[str], prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
+def top_tokens(logits: torch.Tensor) -> list[int]:
+    """The answer token per row, ties broken as the authors' code breaks them: their 3-beam generate() finishes by
+    taking the last of the equally scored hypotheses, which is the larger token id among tied top tokens (so a bf16
+    tie between "no" (2152) and "yes" (9693) answers yes)."""
+    best = logits.max(dim=-1, keepdim=True).values
+    ids = torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
+    return torch.where(logits == best, ids, -1).max(dim=-1).values.tolist()
+
+
+def add_reference_unk_token(llm, tokenizer) -> int:
+    """What the authors' loader does to a checkpoint whose name has no "qwen" when the tokenizer has no unk token:
+    add "[UNK]" and resize the embeddings to len(tokenizer) rounded up to a multiple of 64 (for Qwen2.5's vocabulary:
+    151,936 rows -> 151,680), filling the last row with the mean of the others. The logits' softmax then runs over
+    the resized vocabulary, which is what the released verifiers were scored with. When the vocabulary grows instead
+    (small test tokenizers), the new rows get that mean too, never random values. Returns the new row count."""
+    old_rows = int(llm.get_input_embeddings().weight.shape[0])
+    added = tokenizer.add_special_tokens({"unk_token": "[UNK]"})
+    llm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=False)
+    rows = int(llm.get_input_embeddings().weight.shape[0])
+    with torch.no_grad():
+        for weight in {id(w): w for w in (llm.get_input_embeddings().weight,
+                                          llm.get_output_embeddings().weight)}.values():
+            first_new = min(old_rows, rows - added) if added else old_rows
+            if first_new < rows:
+                weight[first_new:] = weight[:first_new].mean(dim=0, keepdim=True)
+    return rows
+
+
 class VHSVerifier:
     """Scores N candidates of one prompt in one batched LLM forward; higher is better."""
 
@@ -268,6 +300,10 @@ class VHSVerifier:
             tokenizer = AutoTokenizer.from_pretrained(path, config=qcfg, local_files_only=True)
         except (OSError, ValueError, ImportError, TypeError, KeyError) as e:
             raise ModelFolderError(path, f"the verifier's tokenizer cannot be loaded: {e}") from e
+        if spec.reference_vocab and tokenizer.unk_token is None and "qwen" not in os.path.basename(
+                os.path.normpath(path)).lower():  # the condition of the authors' loader, for released checkpoints
+            rows = add_reference_unk_token(llm, tokenizer)
+            logger.info("vocabulary as the authors' loader sets it: [UNK] added, %d embedding rows", rows)
         llm.to(device).eval()
 
         connector = build_connector(spec.projector_type, spec.mm_hidden_size, spec.llm_hidden_size)
@@ -337,7 +373,7 @@ class VHSVerifier:
             kind=kind, vision_tower={"hidden": f"hidden_{layer}", "latent": "vae"}.get(kind, "openai/clip-vit-large-patch14-336"),
             mm_hidden_size=int(mm_hidden_size), llm_hidden_size=int(llm.config.hidden_size), projector_type=projector_type,
             layer=layer if kind == "hidden" else None, select_layer=-2, select_feature="patch", token_pool=token_pool,
-            normalize=kind == "hidden" and stats is not None, instruction=VHS_INSTRUCTION)
+            normalize=kind == "hidden" and stats is not None, instruction=VHS_INSTRUCTION, reference_vocab=False)
         connector = build_connector(projector_type, spec.mm_hidden_size, spec.llm_hidden_size).to(device, torch_dtype)
         hidden = HiddenFeatures(layer, *(stats or (None, None)), token_pool) if kind == "hidden" else None
         name = f"vhs-{kind}-{os.path.basename(os.path.normpath(llm_path))}"
@@ -546,7 +582,7 @@ class VHSVerifier:
         """Answer-position logits [N, vocab] -> Scores (P(yes), P(no), the top token's verdict, the ranking value)."""
         probs = torch.softmax(logits.float(), dim=-1)
         p_yes, p_no = probs[:, self.yes_id], probs[:, self.no_id]
-        top = logits.argmax(dim=-1).tolist()
+        top = top_tokens(logits)
         says_yes = torch.tensor([self._reads_yes(t) for t in top], dtype=torch.bool)
         scores = Scores(scores=p_yes.cpu(), p_yes=p_yes.cpu(), p_no=p_no.cpu(), says_yes=says_yes, mode="", verifier=self.name,
                         indices=tuple(indices), run_key=run)

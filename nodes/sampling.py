@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from comfy_api.latest import io
 
 from ..models import InputError, candidate_seeds
@@ -114,6 +115,10 @@ class SanaSprintHiddenSampler(io.ComfyNode):
                 io.MultiType.Input("verifier", types=[Verifier, MLLMVerifier], optional=True,
                                    tooltip="The verifier that will score the candidates: with layer -1 the sampler "
                                            "stops at the block it reads."),
+                io.Noise.Input("noise", optional=True,
+                               tooltip="Optional: ComfyUI's NOISE (RandomNoise, DisableNoise), to share noise with "
+                                       "other samplers. Candidate i then gets the i-th of one batch of noise drawn "
+                                       "with that node's seed, and this node's seed is not used."),
             ],
             outputs=[
                 Hidden.Output("hidden", display_name="hidden",
@@ -137,7 +142,8 @@ class SanaSprintHiddenSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, prompt: str, seed: int, candidates: int, layer: int, width: int, height: int, steps: int,
-                guidance: float, max_timestep: float, intermediate_timestep: float, verifier=None) -> io.NodeOutput:
+                guidance: float, max_timestep: float, intermediate_timestep: float, verifier=None,
+                noise=None) -> io.NodeOutput:
         handle = expect_model(model, "SANA-Sprint Hidden-State Sampler")
         if verifier is not None:
             expect(verifier, VerifierHandle, "SANA-Sprint Hidden-State Sampler (verifier)")
@@ -148,15 +154,24 @@ class SanaSprintHiddenSampler(io.ComfyNode):
             raise InputError(problem)
         layer, source = resolve_layer(int(layer), verifier, handle)
         width, height, size_note = resolve_size(handle, int(width), int(height))
-        seeds = candidate_seeds(seed, candidates)
         model_ = handle.model
+        model_.check_request([0] * candidates, layer, height, width, steps, guidance, max_timestep,
+                             intermediate_timestep)
+        seeds, start, source_of_noise = candidate_seeds(seed, candidates), None, None
+        if noise is not None:  # ComfyUI's NOISE: one batch for all candidates, drawn with that node's seed
+            if not hasattr(noise, "generate_noise"):
+                raise InputError(f"the noise input expects ComfyUI's NOISE, got {type(noise).__name__}")
+            start = noise.generate_noise({"samples": torch.zeros(model_.noise_shape(candidates, height, width))})
+            noise_seed = int(getattr(noise, "seed", 0) or 0)
+            seeds = [noise_seed] * candidates
+            source_of_noise = f"noise from the NOISE input ({type(noise).__name__}, seed {noise_seed})"
         emb = handle.encode(prompt)
         host.load(handle.parts("transformer"), model_.activation_bytes(len(seeds), height, width))
         hidden = model_.prefix(emb, seeds, layer=layer, height=height, width=width, steps=steps, guidance=guidance,
                                max_timestep=max_timestep, intermediate_timestep=intermediate_timestep,
-                               callback=host.progress((steps - 1) * model_.num_layers + layer + 1))
-        info = (f"{len(seeds)} candidates (seeds {seeds[0]}..{seeds[-1]}) at {width}x{height} px, {steps} step(s), "
-                f"stopped after DiT block {layer} of {model_.num_layers} (l* {source})")
+                               callback=host.progress((steps - 1) * model_.num_layers + layer + 1), noise=start)
+        info = (f"{len(seeds)} candidates ({source_of_noise or f'seeds {seeds[0]}..{seeds[-1]}'}) at {width}x{height} "
+                f"px, {steps} step(s), stopped after DiT block {layer} of {model_.num_layers} (l* {source})")
         if size_note:
             info += f"; {size_note}"
         return io.NodeOutput(hidden, info)

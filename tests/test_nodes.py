@@ -269,3 +269,21 @@ def test_every_node_has_a_help_page_naming_its_inputs_and_outputs(pack):
         names = [n for n, _, _ in node_inputs(cls)] + list(cls.RETURN_NAMES)
         missing = [n for n in names if f"**{n}**" not in text]
         assert not missing, f"{node_id}.md does not describe {missing}"
+
+
+def test_comfyui_noise_can_drive_the_sampler(node_models, res):
+    """The core NOISE type (RandomNoise, DisableNoise) feeds the sampler, so graphs can share noise with other
+    samplers: candidate i starts from the i-th of the batch that noise draws."""
+    import comfy.sample
+    from comfy_extras.nodes_custom_sampler import Noise_EmptyNoise, Noise_RandomNoise
+
+    pack, model, verifier = node_models
+    hidden, info = sample(pack, model, res, verifier=verifier, candidates=3, noise=Noise_RandomNoise(77)).result
+    expected = comfy.sample.prepare_noise(torch.zeros(model.model.noise_shape(3, res, res)), 77)
+    direct = model.model.prefix("two cats", [0, 0, 0], layer=hidden.layer, height=res, width=res, noise=expected)
+    assert torch.equal(hidden.hidden, direct.hidden) and hidden.seeds == (77, 77, 77)
+    assert "noise from the NOISE input (Noise_RandomNoise, seed 77)" in info
+    flat = sample(pack, model, res, verifier=verifier, candidates=2, noise=Noise_EmptyNoise())[0]
+    assert torch.equal(flat.hidden[0], flat.hidden[1]), "no noise: every candidate is the same"
+    with pytest.raises(ValueError, match="expects ComfyUI's NOISE"):
+        sample(pack, model, res, verifier=verifier, noise="not noise")

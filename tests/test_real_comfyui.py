@@ -257,3 +257,13 @@ def test_a_workflow_saved_by_the_previous_version_passes_validation(server, obje
     post_json(f"{server.url}/interrupt", {})
     post_json(f"{server.url}/queue", {"clear": True})
     assert status == 200 and not body.get("node_errors"), body
+
+
+def test_the_sampler_takes_comfyuis_core_noise(server, object_info):
+    """A graph shares noise with other samplers: ComfyUI's own RandomNoise node feeds the sampler's noise input."""
+    prompt = _prompt(object_info, workflow_files()[0])
+    sampler_id = [nid for nid, n in prompt.items() if n["class_type"] == "SanaSprintHiddenSamplerVHS"][0]
+    prompt["900"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}}
+    prompt[sampler_id]["inputs"]["noise"] = ["900", 0]
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success", _errors(entry)

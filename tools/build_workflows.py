@@ -92,7 +92,7 @@ def sampler(node_id: int, n: int, size: int, prompt: str, pos: tuple[int, int]) 
                  max_timestep=1.5708, intermediate_timestep=1.3)
     ui = [prompt, SEED, "fixed", n, -1, size, size, 1, 4.5, 1.5708, 1.3]  # "fixed": the seed's control widget
     return Node(node_id, "SanaSprintHiddenSamplerVHS", ui, inputs=[("model", "SANA_SPRINT"),
-                                                                   ("verifier", VERIFIER_TYPES)],
+                                                                   ("verifier", VERIFIER_TYPES), ("noise", "NOISE")],
                 outputs=[("hidden", "SANA_HIDDEN_STATES"), ("info", "STRING")], pos=pos, size=(340, 380), api_inputs=named)
 
 
