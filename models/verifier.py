@@ -19,6 +19,7 @@ Checkpoint format, in brief (see README "Verifier checkpoints"):
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import re
@@ -32,7 +33,7 @@ from torch import nn
 from .checkpoint import read_json
 from .errors import InputError, ModelFolderError, check_text, require
 from .features import ClipFeatures, HiddenFeatures, find_stats_files, latent_tokens, load_stats
-from .hidden import HiddenStates, Scores
+from .hidden import HiddenStates, Scores, check_finite_tensor
 from .memory import check_memory
 from .precision import check_storage_device, resolve_dtype, store_weights_in
 
@@ -580,6 +581,9 @@ class VHSVerifier:
     def scores_from_logits(self, logits: torch.Tensor, mode: ScoreMode, indices: tuple[int, ...],
                            run: str = "") -> Scores:
         """Answer-position logits [N, vocab] -> Scores (P(yes), P(no), the top token's verdict, the ranking value)."""
+        # Before any token is decoded from them: NaN or +inf is an overflow (-inf only marks a token as impossible).
+        check_finite_tensor(torch.nan_to_num(logits, nan=math.nan, posinf=math.inf, neginf=0.0), "the verifier's answer logits",
+                            indices)
         probs = torch.softmax(logits.float(), dim=-1)
         p_yes, p_no = probs[:, self.yes_id], probs[:, self.no_id]
         top = top_tokens(logits)

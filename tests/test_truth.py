@@ -33,7 +33,7 @@ def test_nan_inside_the_model_is_an_error_never_a_winner(sana, hidden_verifier, 
     hidden = sana.prefix(PROMPT, [0, 1, 2], layer=1, height=res, width=res)
     head = hidden_verifier.llm.lm_head.register_forward_hook(lambda mod, args, out: out * math.nan)
     try:
-        with pytest.raises(NonFiniteError, match="non-finite scores"):
+        with pytest.raises(NonFiniteError, match=r"answer logits are not finite .* candidates \[0, 1, 2\]"):
             hidden_verifier.score(sana, hidden)
     finally:
         head.remove()
