@@ -104,7 +104,8 @@ class HiddenStates:
         idx = torch.tensor(positions, dtype=torch.long, device=self.hidden.device)
 
         def take(t: torch.Tensor) -> torch.Tensor:
-            return t.index_select(0, idx.to(t.device))
+            with torch.inference_mode():  # the same kind of tensor prefix() made (a compiled suffix then reuses its graph)
+                return t.index_select(0, idx.to(t.device))
 
         if scores is not None and scores.shape[0] != len(positions):
             raise InputError(f"got {scores.shape[0]} scores for {len(positions)} selected candidates")

@@ -25,9 +25,11 @@ def honour_umask(path: str) -> None:
     """Give a file or folder made by tempfile (0600 / 0700) or safetensors (0600) the permissions any other tool's
     would have under the user's umask; inside folders too."""
     mask = _umask()
-    for root, dirs, files in os.walk(path) if os.path.isdir(path) else [(os.path.dirname(path), [], [path])]:
-        if os.path.isdir(path):
-            os.chmod(root, 0o777 & ~mask)
+    if not os.path.isdir(path):
+        os.chmod(path, 0o666 & ~mask)
+        return
+    for root, _dirs, files in os.walk(path):
+        os.chmod(root, 0o777 & ~mask)
         for name in files:
             os.chmod(os.path.join(root, name), 0o666 & ~mask)
 

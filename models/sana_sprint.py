@@ -232,13 +232,18 @@ class SanaSprint:
         return self.activation_bytes(n, height, width) + self.decode_bytes(n, height, width)
 
     # ---------------------------------------------------------------- prompt
+    def text_tokens(self, max_sequence_length: int = 300) -> int:
+        """How many tokens the text encoder reads per prompt: SANA's instruction plus the prompt's budget, padded
+        (the pipeline's max_length_all; about 520 with Gemma-2's tokenizer). Any prompt costs the same."""
+        return len(self.pipe.tokenizer.encode("\n".join(sana_instruction()))) + max_sequence_length - 2
+
     def encode_prompt(self, prompt: str, max_sequence_length: int = 300) -> PromptEmbedding:
         """Encode one prompt with SANA's instruction template (as the pipeline does), once for all candidates."""
         check_text(prompt)
         instruction = sana_instruction()
         tok = self.pipe.tokenizer
         chi = "\n".join(instruction)
-        budget = len(tok.encode(chi)) + max_sequence_length - 2
+        budget = self.text_tokens(max_sequence_length)
         used = len(tok.encode(chi + prompt))
         if used > budget:
             raise InputError(
@@ -507,7 +512,9 @@ class SanaSprint:
         x_in = step.model_input.to(self.dtype)
         p = tr.config.patch_size
         grid = (x_in.shape[-2] // p, x_in.shape[-1] // p)
-        x = tr.patch_embed(x_in)
+        # contiguous: patch_embed returns a transposed view, and every block then sees one memory layout (a compiled
+        # block otherwise makes a second graph for block 0; the values are the same)
+        x = tr.patch_embed(x_in).contiguous()
         if tr.config.guidance_embeds:
             temb, emb_t = tr.time_embed(step.scm_timestep, guidance=guidance, hidden_dtype=x.dtype)
         else:

@@ -411,8 +411,13 @@ class VHSVerifier:
         return path
 
     def compile(self, **kwargs) -> "VHSVerifier":
-        """torch.compile each LLM decoder layer and the connector (kwargs go to torch.compile)."""
-        for layer in self.llm.model.layers:
+        """torch.compile each LLM decoder layer, the connector and, for a CLIP verifier, each layer of its vision tower
+        (kwargs go to torch.compile)."""
+        layers = list(self.llm.model.layers)
+        if self.clip is not None:
+            tower = self.clip.model
+            layers += list(getattr(tower, "vision_model", tower).encoder.layers)  # transformers 5 flattened it
+        for layer in layers:
             layer.compile(**kwargs)
         self.connector.compile(**kwargs)
         return self

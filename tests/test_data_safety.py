@@ -200,6 +200,21 @@ def test_files_and_folders_honour_the_umask(model, hidden_verifier, sana, res, t
                 assert stat.S_IMODE(os.stat(os.path.join(dirpath, name)).st_mode) == 0o644, os.path.join(dirpath, name)
 
 
+def test_atomic_writes_work_with_relative_paths(tmp_path, monkeypatch):
+    """A file written atomically under a relative folder lands there, whole, with the umask's permissions."""
+    from models.io import write_text_atomic
+
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("a/b")
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(os.path.join("a", "b", "r.json"), "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "b" / "r.json").read_text() == "{}" and not list((tmp_path / "a" / "b").glob("*.partial"))
+    assert stat.S_IMODE(os.stat(tmp_path / "a" / "b" / "r.json").st_mode) == 0o644
+
+
 def test_every_output_folder_says_what_made_it(model, tmp_path):
     make(model, tmp_path / "d", PROMPTS[:2], model_path=None)
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
