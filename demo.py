@@ -33,9 +33,9 @@ DEFAULT_PROMPT = "a photo of a triangle and a circle"  # a held-out ShapeWorld p
 
 def shapeworld_verdicts(prompt: str, images: torch.Tensor) -> list[bool] | None:
     """The exact judge's verdict per image when the prompt belongs to ShapeWorld, else None."""
-    from apps.shapeworld import all_prompts, judge
+    from apps.shapeworld import find_prompt, judge
 
-    meta = next((p for p in all_prompts() if p["prompt"] == prompt), None)
+    meta = find_prompt(prompt)
     if meta is None:
         return None
     return [judge(to_uint8(img), meta) for img in images]

@@ -1,31 +1,20 @@
-"""FLOPs of each pipeline, counted with torch's FlopCounterMode through the library's own code (the calls the nodes
-make: SanaSprint.prefix/suffix/decode, VHSVerifier.build_inputs/answer_logits); on the meta device nothing runs."""
+"""FLOPs, parameters and resident weights of each pipeline at the benchmark's sizes (the counting itself is the
+library's: models/flops.py, through the calls the nodes make; on the meta device nothing runs)."""
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from bench.sizes import BenchModels
-from models import PromptEmbedding
+from models.flops import PIPELINES, pipeline_flops, run_flops
 from models.precision import store_weights_in, weight_bytes
 
 PROMPT = "a photo of a red bench left of a blue umbrella"
-PIPELINES = ("vhs", "mllm_clip", "mllm_ae")
 # the modules each pipeline keeps on the device (what its peak memory and resident weights count)
 USES = {"vhs": ("transformer", "dc_ae", "text_encoder", "llm_hidden", "connector_hidden"),
         "mllm_clip": ("transformer", "dc_ae", "text_encoder", "llm_clip", "clip_tower", "connector_clip"),
         "mllm_ae": ("transformer", "dc_ae", "text_encoder", "llm_latent", "connector_latent")}
 USES["vhs_reference_style"] = USES["vhs"]
-
-
-def count_flops(fn: Callable[[], object]) -> float:
-    """Total FLOPs of one call (matmuls and convolutions, as FlopCounterMode counts them)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        fn()
-    return float(fc.get_total_flops())
 
 
 def params(module: torch.nn.Module) -> int:
@@ -48,54 +37,13 @@ def pipeline_weight_bytes(m: BenchModels) -> dict[str, int]:
 
 
 def flops_report(m: BenchModels, prompt: str = PROMPT) -> dict:
-    """FLOPs per candidate and per stage for the three pipelines at the models' size and l*."""
-    model, v, clip, text_encoder = m.model, m.verifiers, m.clip, m.text_encoder
-    dev, dt, size, layer = model.device, model.dtype, m.size, m.layer
-    t = model.text_tokens()  # the same count the timed runs encode
-    emb = PromptEmbedding(prompt, torch.zeros(1, 300, model.transformer.config.caption_channels, device=dev, dtype=dt),
-                          torch.ones(1, 300, device=dev, dtype=torch.long), model.key)
-    last = model.num_layers - 1
-    out: dict = {}
-    out["text_encode"] = count_flops(lambda: text_encoder(
-        inputs_embeds=torch.zeros(1, t, text_encoder.config.hidden_size, device=dev, dtype=dt),
-        attention_mask=torch.zeros(1, 1, t, t, device=dev, dtype=dt), position_ids=torch.arange(t, device=dev)[None]))
-    out["dit_prefix_to_l"] = count_flops(lambda: model.prefix(emb, [0], layer=layer, height=size, width=size))
-    out["dit_all_blocks"] = count_flops(lambda: model.prefix(emb, [0], layer=last, height=size, width=size))
-    hidden_l = model.prefix(emb, [0], layer=layer, height=size, width=size)
-    hidden_last = model.prefix(emb, [0], layer=last, height=size, width=size)
-    out["dit_resume_from_l"] = count_flops(lambda: model.suffix(hidden_l))
-    out["dit_head_only"] = count_flops(lambda: model.suffix(hidden_last))
-    latents = model.suffix(hidden_last)
-    out["ae_decode"] = count_flops(lambda: model.decode(latents))
-    side = clip.config.image_size
-    pixels = torch.zeros(1, 3, side, side, device=dev, dtype=dt)
-    out["clip_tower"] = count_flops(lambda: clip(pixels, output_hidden_states=True))
-    clip_tokens = (side // clip.config.patch_size) ** 2
-
-    def verify(kind: str, tokens: int, channels: int) -> float:
-        """The verifier's forward as score_features runs it (inputs built, one LLM pass, answer logits only)."""
-        feats = torch.zeros(1, tokens, channels, device=dev, dtype=dt)
-        return count_flops(lambda: v[kind].answer_logits(v[kind].build_inputs(prompt, feats)))
-
-    out["verifier_hidden"] = verify("hidden", hidden_l.tokens, v["hidden"].spec.mm_hidden_size)
-    out["verifier_clip"] = verify("clip", clip_tokens, v["clip"].spec.mm_hidden_size)
-    out["verifier_latent"] = verify("latent", latents.shape[-2] * latents.shape[-1], latents.shape[1])
-    per = {
-        "vhs": out["dit_prefix_to_l"] + out["verifier_hidden"],
-        "mllm_clip": out["dit_all_blocks"] + out["dit_head_only"] + out["ae_decode"] + out["clip_tower"]
-        + out["verifier_clip"],
-        "mllm_ae": out["dit_all_blocks"] + out["dit_head_only"] + out["verifier_latent"],
-    }
-    winner = {"vhs": out["dit_resume_from_l"] + out["ae_decode"], "mllm_clip": 0.0, "mllm_ae": out["ae_decode"]}
-    return {"stages": out, "per_candidate": per, "winner": winner, "text_tokens": t,
-            "layout_tokens": {"vhs": list(v["hidden"].layout(prompt, hidden_l.tokens)),
-                              "mllm_clip": list(v["clip"].layout(prompt, clip_tokens))}}
+    """FLOPs per candidate and per stage for the three pipelines at the models' size and l* (the library's count)."""
+    return pipeline_flops(m.model, m.verifiers, prompt, m.layer, m.size, m.size)
 
 
 def run_totals(report: dict, ns: list[int]) -> dict:
     """Whole Best-of-N run FLOPs: text encode once + N candidates + the winner's finish."""
-    return {p: {n: report["stages"]["text_encode"] + n * report["per_candidate"][p] + report["winner"][p] for n in ns}
-            for p in PIPELINES}
+    return {p: {n: run_flops(report, p, n) for n in ns} for p in PIPELINES}
 
 
 def resident_weights(m: BenchModels) -> dict:

@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from models import InputError
 from models.budget import CostModel
 from models.search import best_of_n_within_budget
 

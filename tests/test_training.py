@@ -109,6 +109,18 @@ def test_finetune_checkpoints_and_resumes(workdir):
     assert cli(args + ["--max-steps", "3"]) == 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 3  # resumed at 2, ran one more
+    # an intermediate checkpoint loads into the trained verifier, for checkpoint selection on validation
+    from apps.training.train import checkpoints, load_checkpoint_weights
+
+    assert [os.path.basename(c) for c in checkpoints(str(out))] == ["step_0000002"]
+    verifier = VHSVerifier.from_pretrained(out / "verifier")
+    final = {k: v.clone() for k, v in verifier.llm.state_dict().items()}
+    assert load_checkpoint_weights(verifier, checkpoints(str(out))[0]) == 2
+    assert any(not torch.equal(final[k], v) for k, v in verifier.llm.state_dict().items())
+    empty = workdir / "runs" / "not-a-checkpoint"
+    empty.mkdir()
+    with pytest.raises(InputError, match="not a complete checkpoint"):
+        load_checkpoint_weights(verifier, str(empty))
 
 
 def test_generation_resumes_and_never_leaves_a_complete_looking_partial_shard(bundle, tmp_path):

@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from apps.sheets import BLUE, GREEN, GREY, INK, PAPER, Tile, contact_sheet, font, wrap  # noqa: E402
-from apps.shapeworld import all_prompts, judge  # noqa: E402
+from apps.shapeworld import find_prompt, judge  # noqa: E402
 from build_workflows import CASCADE, CLIP_SETUPS, DEMO_PROMPT, HERE, SEED, TITLES, VHS_SETUPS  # noqa: E402
 from models import SanaSprint, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
 from models.embedded import DEMO_SIZE, embedded_model  # noqa: E402
@@ -52,7 +52,7 @@ class Demo:
         self.hidden = self.model.prefix(DEMO_PROMPT, candidate_seeds(SEED, n), layer=layer, height=DEMO_SIZE,
                                         width=DEMO_SIZE)
         self.images = self.model.decode(self.model.suffix(self.hidden))  # for the picture only
-        meta = next(p for p in all_prompts() if p["prompt"] == DEMO_PROMPT)
+        meta = find_prompt(DEMO_PROMPT)
         self.verdicts = [judge(to_uint8(im), meta) for im in self.images]
 
     def scores(self, role: str):

@@ -1,33 +1,123 @@
 """The exact ShapeWorld judge: decide from pixels whether an image satisfies a prompt's metadata.
 
-Pixels are snapped to the nearest palette colour (or background); each colour's connected components are the
-objects; a component's fill of its bounding box tells its shape (a triangle fills about half, a square also fills its corners, a circle does not);
-centroids decide positions. Clauses follow GenEval: a shape present (with a colour), an exact count, a relation.
+A fixed rule, calibrated only on teacher scenes (crisp renders and their round trip through the generator's DC-AE),
+never on any verifier's output:
+
+1. Colour: each pixel is read as a blend of white and one palette colour (the blur an autoencoder leaves at edges);
+   its opacity towards the best-fitting colour is estimated, and pixels at least half opaque belong to that colour.
+2. Objects: the 4-connected components of each colour. A component is matched against the world's three shapes,
+   drawn at their one size and slid to the best sub-pixel position; the best intersection-over-union names the shape
+   and the position gives the object's centre, the same centre the scene was drawn from.
+3. A component that is no recognisable shape (a smear, two objects fused, a fragment of a real size) or that sits off
+   the world's grid makes the picture no clean scene, as does a picture that is not mostly white: the answer is then
+   False. Relations are GenEval's rule on the objects' grid cells.
+4. The prompt's clauses are checked by `satisfies`, the same function that says whether a teacher scene (whose
+   objects are known) satisfies its prompt - so on teacher scenes the judge and the truth can only differ in seeing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol, Sequence
 
 import numpy as np
 
-from .world import BACKGROUND, COLORS, GRID, SIZE
+from .world import BACKGROUND, COLORS, GRID, OBJECT_RADIUS, SHAPES, SIZE, shape_mask
 
-MIN_AREA, MAX_AREA = 30, 300  # pixels: the world's objects cover about 60-130
-MAX_SIDE = 20  # pixels: no object's bounding box is wider or taller
-MAX_COLOUR_DIST = 80.0  # RGB distance to the nearest palette colour; farther pixels belong to nothing
+MIN_AREA = 25  # pixels: a coloured component smaller than this is edge noise, not an object (objects cover 60-115)
+MIN_IOU = 0.62  # a component matching no shape at least this well is not a recognisable object
+MAX_RESIDUAL = 60.0  # RGB distance from the white-to-colour line beyond which a pixel is no palette blend at all
 MIN_BACKGROUND = 0.6  # a scene is mostly white; a picture that is not is no scene at all
-PALETTE = np.array([BACKGROUND] + list(COLORS.values()), dtype=np.float32)
-NAMES = ["background"] + list(COLORS)
+OFF_GRID = 4.0  # pixels: the world draws every object within 1.5 px of its cell's centre; farther is no scene of it
+WHITE = np.array(BACKGROUND, dtype=np.float32)
+PALETTE = np.array(list(COLORS.values()), dtype=np.float32)
+NAMES = list(COLORS)
+SEARCH = np.arange(-1.5, 1.51, 0.5)  # sub-pixel offsets (px) tried around a component's first guess of its centre
+
+
+class SceneObject(Protocol):
+    shape: str
+    color: str
+    cx: float
+    cy: float
 
 
 @dataclass(frozen=True)
 class Found:
     shape: str
     color: str
-    cx: float
+    cx: float  # centre of the drawn shape's box, pixels (as world.Obj)
     cy: float
     area: int
+    iou: float  # how well the component matches the named shape
+
+
+# ------------------------------------------------------------------ the prompt's clauses (shared with the truth)
+def cell_of(o: SceneObject) -> tuple[int, int]:
+    """(column, row) of the grid cell an object sits in (the world places every object in a cell, near its centre)."""
+    step = SIZE / GRID
+    return round((o.cx - step / 2) / step), round((o.cy - step / 2) / step)
+
+
+def relation_holds(rel: str, a: SceneObject, b: SceneObject) -> bool:
+    """GenEval's rule (the offset's direction within 60 degrees of the relation's axis: cosine > 0.5), applied to the
+    objects' grid cells. On cells the rule has no borderline case, so the judge, which reads cells exactly, agrees
+    with the truth; on raw pixel offsets a sub-pixel jitter could tip a diagonal pair either way."""
+    (ax, ay), (bx, by) = cell_of(a), cell_of(b)
+    dx, dy = ax - bx, ay - by
+    norm = (dx * dx + dy * dy) ** 0.5
+    if norm == 0:
+        return False
+    if rel == "left of":
+        return dx / norm < -0.5
+    if rel == "right of":
+        return dx / norm > 0.5
+    if rel == "above":
+        return dy / norm < -0.5
+    return dy / norm > 0.5
+
+
+def satisfies(objects: Sequence[SceneObject], meta: dict) -> bool:
+    """Whether a scene's objects satisfy every include clause of the prompt's metadata (GenEval's rules: a shape
+    present, with a colour; an exact count; a relation to another clause's objects)."""
+    groups = []
+    for clause in meta["include"]:
+        group = [o for o in objects if o.shape == clause["shape"] and
+                 ("color" not in clause or o.color == clause["color"])]
+        if clause.get("exact"):
+            if len(group) != clause["count"]:
+                return False
+        elif len(group) < clause["count"]:
+            return False
+        groups.append(group)
+    for i, clause in enumerate(meta["include"]):
+        if "position" in clause:
+            rel, anchor = clause["position"]
+            if not any(relation_holds(rel, a, b) for a in groups[i] for b in groups[anchor]):
+                return False
+    return True
+
+
+def truth(objects: Sequence[SceneObject], meta: dict) -> bool:
+    """Whether a teacher scene (its drawn objects known) satisfies its prompt: what the judge must say of its image."""
+    return satisfies(objects, meta)
+
+
+# ------------------------------------------------------------------ seeing
+def colour_labels(image: np.ndarray) -> np.ndarray:
+    """Per pixel: 1 + the index of its palette colour when it is at least half opaque in it, 0 for background (white
+    or nearly), -1 for a colour that is no blend of white and any palette colour."""
+    p = image.astype(np.float32)[:, :, None, :]  # [H, W, 1, 3]
+    d = (PALETTE - WHITE)[None, None]  # [1, 1, K, 3]
+    alpha = np.clip(((p - WHITE) * d).sum(-1) / (d * d).sum(-1), 0.0, 1.0)  # [H, W, K] opacity towards each colour
+    residual = np.linalg.norm(p - (WHITE + alpha[..., None] * d), axis=-1)
+    best = residual.argmin(-1)
+    a = np.take_along_axis(alpha, best[..., None], -1)[..., 0]
+    r = residual.min(-1)
+    label = np.where(a >= 0.5, best + 1, 0)
+    label[r > MAX_RESIDUAL] = -1
+    return label
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
@@ -51,71 +141,67 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def classify(pixels: np.ndarray) -> str:
-    """Shape from its bounding box: a triangle fills about half of it, a square fills its corners, a circle not."""
+@lru_cache(maxsize=None)
+def _centroid_offset(shape: str) -> tuple[float, float]:
+    """Where a shape's pixel centroid lies relative to its box centre (a triangle's lies lower), in pixels."""
+    side = 64
+    ys, xs = np.nonzero(shape_mask(shape, side / 2, side / 2, OBJECT_RADIUS * 4, side))
+    return (float(xs.mean()) + 0.5 - side / 2) / 4, (float(ys.mean()) + 0.5 - side / 2) / 4
+
+
+def match_shape(pixels: np.ndarray) -> tuple[str, float, float, float]:
+    """(shape, box centre x, y, IoU): the world shape, at its one size, that best covers a component when slid over
+    sub-pixel positions around the component's centroid."""
     ys, xs = pixels[:, 0], pixels[:, 1]
-    y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
-    fill = len(pixels) / ((y1 - y0 + 1) * (x1 - x0 + 1))
-    if fill < 0.64:
-        return "triangle"
-    filled = {(int(y), int(x)) for y, x in pixels}
-    corners = sum((y, x) in filled for y in (y0, y0 + 1, y1 - 1, y1) for x in (x0, x0 + 1, x1 - 1, x1))
-    return "square" if corners >= 10 else "circle"
+    pad = int(np.ceil(OBJECT_RADIUS))
+    y0, x0 = int(ys.min()) - pad, int(xs.min()) - pad
+    h, w = int(ys.max()) - y0 + pad + 1, int(xs.max()) - x0 + pad + 1
+    comp = np.zeros((h, w), dtype=bool)
+    comp[ys - y0, xs - x0] = True
+    gx, gy = float(xs.mean()) + 0.5 - x0, float(ys.mean()) + 0.5 - y0
+    ox, oy = (a.reshape(-1, 1, 1) for a in np.meshgrid(SEARCH, SEARCH))
+    best = ("", 0.0, 0.0, -1.0)
+    for shape in SHAPES:
+        dx, dy = _centroid_offset(shape)
+        cx, cy = gx - dx + ox, gy - dy + oy  # [positions, 1, 1]
+        drawn = shape_mask(shape, cx, cy, OBJECT_RADIUS, h, w)  # [positions, h, w]
+        inter = (drawn & comp).sum(axis=(1, 2))
+        iou = inter / (drawn.sum(axis=(1, 2)) + len(pixels) - inter)
+        k = int(iou.argmax())
+        if iou[k] > best[3]:
+            best = (shape, float(cx.flat[k]) + x0, float(cy.flat[k]) + y0, float(iou[k]))
+    return best
 
 
-def _labels(image: np.ndarray) -> np.ndarray:
-    """Per pixel: index of the nearest palette colour (0 = background), or -1 when none is near."""
-    img = image.astype(np.float32)
-    dist = ((img[:, :, None, :] - PALETTE[None, None]) ** 2).sum(-1)
-    label = dist.argmin(-1)
-    label[dist.min(-1) > MAX_COLOUR_DIST**2] = -1
-    return label
+def read_scene(image: np.ndarray) -> tuple[list[Found], bool]:
+    """(objects in an [H, W, 3] uint8 image, whether the picture is a clean scene: mostly white, and every coloured
+    component a recognisable object)."""
+    label = colour_labels(image)
+    clean = bool((label == 0).mean() >= MIN_BACKGROUND) and not bool((label == -1).sum() > MIN_AREA)
+    found = []
+    for ci, name in enumerate(NAMES, start=1):
+        for comp in _components(label == ci):
+            if len(comp) < MIN_AREA:
+                continue
+            shape, cx, cy, iou = match_shape(comp)
+            if iou < MIN_IOU:
+                clean = False
+                continue
+            obj = Found(shape, name, cx, cy, len(comp), iou)
+            col, row = cell_of(obj)
+            step = SIZE / GRID
+            if max(abs(cx - (col + 0.5) * step), abs(cy - (row + 0.5) * step)) > OFF_GRID:
+                clean = False
+            found.append(obj)
+    return found, clean
 
 
 def detect(image: np.ndarray) -> list[Found]:
-    """Objects in an [H, W, 3] uint8 image: palette-coloured components of plausible size."""
-    label = _labels(image)
-    found = []
-    for ci, name in enumerate(NAMES[1:], start=1):
-        for comp in _components(label == ci):
-            side = max(np.ptp(comp[:, 0]), np.ptp(comp[:, 1])) + 1
-            if not MIN_AREA <= len(comp) <= MAX_AREA or side > MAX_SIDE:
-                continue
-            found.append(Found(classify(comp), name, float(comp[:, 1].mean()) + 0.5, float(comp[:, 0].mean()) + 0.5,
-                               len(comp)))
-    return found
-
-
-def _relation(rel: str, a: Found, b: Found) -> bool:
-    """GenEval-style: the offset along the relation's axis dominates and exceeds a margin."""
-    dx, dy = a.cx - b.cx, a.cy - b.cy
-    margin = 0.1 * SIZE / GRID * 2
-    if rel == "left of":
-        return dx < -margin and abs(dx) > abs(dy) * 0.5
-    if rel == "right of":
-        return dx > margin and abs(dx) > abs(dy) * 0.5
-    if rel == "above":
-        return dy < -margin and abs(dy) > abs(dx) * 0.5
-    return dy > margin and abs(dy) > abs(dx) * 0.5
+    """The recognisable objects in an [H, W, 3] uint8 image."""
+    return read_scene(image)[0]
 
 
 def judge(image: np.ndarray, meta: dict) -> bool:
-    """True when the picture is a clean scene and every include clause of the prompt's metadata holds in it."""
-    if (_labels(image) == 0).mean() < MIN_BACKGROUND:
-        return False
-    objs = detect(image)
-    groups = []
-    for clause in meta["include"]:
-        group = [o for o in objs if o.shape == clause["shape"] and ("color" not in clause or o.color == clause["color"])]
-        if clause.get("exact"):
-            if len(group) != clause["count"]:
-                return False
-        elif len(group) < clause["count"]:
-            return False
-        groups.append(group)
-    for i, clause in enumerate(meta["include"]):
-        if "position" in clause:
-            rel, anchor = clause["position"]
-            if not any(_relation(rel, a, b) for a in groups[i] for b in groups[anchor]):
-                return False
-    return True
+    """True when the picture is a clean scene and its objects satisfy every include clause of the prompt."""
+    objects, clean = read_scene(image)
+    return clean and satisfies(objects, meta)

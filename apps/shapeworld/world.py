@@ -1,4 +1,5 @@
-"""ShapeWorld: coloured circles, squares and triangles on white, with GenEval's six prompt categories.
+"""ShapeWorld: coloured circles, squares and triangles on white, with GenEval's six prompt categories and two
+compositions of them.
 
 Each prompt comes with GenEval-style metadata (tag + include clauses) that the exact judge checks. The
 procedural teacher turns the *same Gaussian noise* SANA-Sprint starts from into a scene for the prompt, cell by
@@ -21,7 +22,11 @@ COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220), "
 BACKGROUND = (255, 255, 255)
 RELATIONS = ("left of", "right of", "above", "below")
 NUMBERS = {2: "two", 3: "three", 4: "four"}
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's categories
+COMPOSITIONAL_TAGS = ("count_color", "position_color")
+OBJECT_RADIUS = 6.0  # every object's half size, pixels
+SQUARE_HALF = 0.86  # a square's half side, in object radii
+TRIANGLE_HEIGHT = 1.7  # a triangle's height, in object radii (its base is 2 radii)
 LATENT_CHANNELS = 8  # the noise the teacher reads: [8, 8, 8] for a 64 px image (AE downsamples x8)
 
 
@@ -35,14 +40,17 @@ class Obj:
 
 
 def prompt_for(tag: str, s1: str, s2: str = "", c1: str = "", c2: str = "", n: int = 2, rel: str = "left of") -> dict:
-    """A prompt of a GenEval category with its metadata: {"tag", "prompt", "include": [...]}."""
+    """A prompt of a category with its metadata: {"tag", "prompt", "include": [...]}. GenEval's six categories, and
+    two compositions of them kept out of every verifier's training (the compositional test split): a counted colour
+    ("count_color": two red circles) and a related pair of coloured shapes ("position_color")."""
     if tag == "single_object":
         return {"tag": tag, "prompt": f"a photo of a {s1}", "include": [{"shape": s1, "count": 1}]}
     if tag == "two_object":
         return {"tag": tag, "prompt": f"a photo of a {s1} and a {s2}",
                 "include": [{"shape": s1, "count": 1}, {"shape": s2, "count": 1}]}
     if tag == "counting":
-        return {"tag": tag, "prompt": f"a photo of {NUMBERS[n]} {s1}s", "include": [{"shape": s1, "count": n, "exact": True}]}
+        return {"tag": tag, "prompt": f"a photo of {NUMBERS[n]} {s1}s",
+                "include": [{"shape": s1, "count": n, "exact": True}]}
     if tag == "colors":
         return {"tag": tag, "prompt": f"a photo of a {c1} {s1}", "include": [{"shape": s1, "count": 1, "color": c1}]}
     if tag == "position":  # "a s1 rel a s2": include[0] is the anchor s2, include[1] the located s1
@@ -51,6 +59,13 @@ def prompt_for(tag: str, s1: str, s2: str = "", c1: str = "", c2: str = "", n: i
     if tag == "color_attr":
         return {"tag": tag, "prompt": f"a photo of a {c1} {s1} and a {c2} {s2}",
                 "include": [{"shape": s1, "count": 1, "color": c1}, {"shape": s2, "count": 1, "color": c2}]}
+    if tag == "count_color":
+        return {"tag": tag, "prompt": f"a photo of {NUMBERS[n]} {c1} {s1}s",
+                "include": [{"shape": s1, "count": n, "exact": True, "color": c1}]}
+    if tag == "position_color":
+        return {"tag": tag, "prompt": f"a photo of a {c1} {s1} {rel} a {c2} {s2}",
+                "include": [{"shape": s2, "count": 1, "color": c2},
+                            {"shape": s1, "count": 1, "color": c1, "position": [rel, 0]}]}
     raise ValueError(f"unknown tag {tag!r}")
 
 
@@ -62,7 +77,7 @@ def make_prompt(tag: str, rng: random.Random) -> dict:
 
 
 def all_prompts() -> list[dict]:
-    """Every distinct prompt of the world (to split into training and held-out prompts)."""
+    """Every distinct prompt of GenEval's six categories in this world (126)."""
     out = []
     for s1 in SHAPES:
         out.append(prompt_for("single_object", s1))
@@ -75,17 +90,54 @@ def all_prompts() -> list[dict]:
     return out
 
 
-def split_prompts(seed: int = 0, held_out: float = 0.25) -> tuple[list[dict], list[dict]]:
-    """Training and held-out prompts, split within each category so every category is in both."""
+def compositional_prompts() -> list[dict]:
+    """Every prompt of the two compositions (36 counted colours, 288 related coloured pairs)."""
+    out = [prompt_for("count_color", s1, c1=c, n=n) for s1 in SHAPES for c in COLORS for n in NUMBERS]
+    out += [prompt_for("position_color", s1, s2, c1, c2, rel=r) for s1 in SHAPES for s2 in SHAPES if s2 != s1
+            for c1 in COLORS for c2 in COLORS if c2 != c1 for r in RELATIONS]
+    return out
+
+
+def world_prompts() -> list[dict]:
+    """Everything the grammar can say: what the generator learns (as SANA-Sprint was trained on far more than any
+    benchmark asks), while verifiers train on the training split only."""
+    return all_prompts() + compositional_prompts()
+
+
+def find_prompt(text: str) -> dict | None:
+    """The metadata of a prompt of this world, or None for text the grammar cannot produce."""
+    return next((p for p in world_prompts() if p["prompt"] == text.strip()), None)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Prompts by role: verifiers train on `train`; every choice (block, loss, learning rate, checkpoint) is made on
+    `validation`; `test` and `compositional` are evaluated once, at the end."""
+
+    train: list[dict]
+    validation: list[dict]
+    test: list[dict]
+    compositional: list[dict]
+
+
+def split_prompts(seed: int = 0, test: float = 0.25, validation: float = 0.15, compositional_per_tag: int = 16) -> Splits:
+    """Split GenEval's six categories within each category (each category in every split, at least one prompt per
+    split), and draw the compositional test prompts (never in training) from the two compositions."""
     rng = random.Random(seed)
-    train, test = [], []
+    out: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     for tag in TAGS:
         group = [p for p in all_prompts() if p["tag"] == tag]
         rng.shuffle(group)
-        k = max(1, round(len(group) * held_out))
-        test += group[:k]
-        train += group[k:]
-    return train, test
+        k_test = max(1, round(len(group) * test))
+        k_val = max(1, round(len(group) * validation))
+        out["test"] += group[:k_test]
+        out["validation"] += group[k_test:k_test + k_val]
+        out["train"] += group[k_test + k_val:]
+    comp = []
+    for tag in COMPOSITIONAL_TAGS:
+        group = [p for p in compositional_prompts() if p["tag"] == tag]
+        comp += rng.sample(group, min(compositional_per_tag, len(group)))
+    return Splits(out["train"], out["validation"], out["test"], comp)
 
 
 # ------------------------------------------------------------------ the teacher: noise -> a scene for the prompt
@@ -117,27 +169,32 @@ def layout_from_noise(meta: dict, z: torch.Tensor) -> list[Obj]:
         cx, cy = _cell_center(cell)
         jx = float(torch.tanh(pooled[2, cell])) * 1.5  # |jitter| <= 1.5 px: neighbours never touch
         jy = float(torch.tanh(pooled[3, cell])) * 1.5
-        objs.append(Obj(shape, colour, cx + jx, cy + jy, 6.0))
+        objs.append(Obj(shape, colour, cx + jx, cy + jy, OBJECT_RADIUS))
     return objs
+
+
+def shape_mask(shape: str, cx: float, cy: float, r: float, height: int, width: int | None = None) -> np.ndarray:
+    """Pixels (centres) inside one shape whose box is centred at (cx, cy) with half size r: [height, width] bool.
+    The one definition of the world's shapes: the renderer draws it, the judge matches against it."""
+    yy, xx = np.mgrid[0:height, 0:width or height] + 0.5
+    dx, dy = xx - cx, yy - cy
+    if shape == "circle":
+        return dx * dx + dy * dy <= r * r
+    if shape == "square":
+        return (np.abs(dx) <= r * SQUARE_HALF) & (np.abs(dy) <= r * SQUARE_HALF)
+    if shape == "triangle":  # upward, inscribed in the same box
+        h = r * TRIANGLE_HEIGHT
+        frac = (yy - (cy - h / 2)) / h
+        return (frac >= 0) & (frac <= 1) & (np.abs(dx) <= frac * r)
+    raise ValueError(f"unknown shape {shape!r}")
 
 
 def render(objs: list[Obj], size: int = SIZE) -> np.ndarray:
     """Draw the scene: [size, size, 3] uint8, white background, flat-coloured shapes."""
     img = np.empty((size, size, 3), dtype=np.uint8)
     img[:] = BACKGROUND
-    yy, xx = np.mgrid[0:size, 0:size] + 0.5
     for o in objs:
-        dx, dy = xx - o.cx, yy - o.cy
-        if o.shape == "circle":
-            mask = dx * dx + dy * dy <= o.r * o.r
-        elif o.shape == "square":
-            mask = (np.abs(dx) <= o.r * 0.86) & (np.abs(dy) <= o.r * 0.86)
-        else:  # upward triangle inscribed in the same box
-            h = o.r * 1.7
-            top = o.cy - h / 2
-            frac = (yy - top) / h
-            mask = (frac >= 0) & (frac <= 1) & (np.abs(dx) <= frac * o.r)
-        img[mask] = COLORS[o.color]
+        img[shape_mask(o.shape, o.cx, o.cy, o.r, size)] = COLORS[o.color]
     return img
 
 

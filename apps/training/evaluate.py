@@ -12,7 +12,6 @@ import logging
 from math import comb
 from typing import Sequence
 
-import torch
 
 from models.errors import InputError
 from models.verifier import VHSVerifier

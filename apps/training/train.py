@@ -304,6 +304,33 @@ def _loop(accelerator, module, optimizer, loader, schedule, cfg: TrainConfig, we
     return history
 
 
+def checkpoints(out: str) -> list[str]:
+    """The complete checkpoints of a stage's output folder, oldest first."""
+    root = os.path.join(out, "checkpoints")
+    if not os.path.isdir(root):
+        return []
+    done = [d for d in os.listdir(root) if d.startswith("step_") and os.path.isfile(os.path.join(root, d, "trainer_state.json"))]
+    return [os.path.join(root, d) for d in sorted(done, key=lambda d: int(d.split("_")[1]))]
+
+
+def load_checkpoint_weights(verifier: VHSVerifier, checkpoint: str) -> int:
+    """Put a checkpoint's connector and LLM weights into `verifier` (one trained by the same stage, so that it has the
+    same shapes and statistics), to evaluate an intermediate step; returns the step."""
+    from safetensors.torch import load_file
+
+    files = [f for f in os.listdir(checkpoint) if f.startswith("model") and f.endswith(".safetensors")]
+    if len(files) != 1:
+        raise InputError(f"{checkpoint} is not a complete checkpoint (expected one model*.safetensors, found {files})")
+    state = load_file(os.path.join(checkpoint, files[0]))
+    missing, unexpected = VerifierModule(verifier).load_state_dict(state, strict=False)
+    tied = {"llm.lm_head.weight"} if verifier.llm.config.tie_word_embeddings else set()
+    if set(missing) - tied or unexpected:
+        raise InputError(f"{checkpoint} does not fit this verifier (missing {sorted(set(missing) - tied)[:3]}, "
+                         f"unexpected {sorted(unexpected)[:3]})")
+    with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as f:
+        return int(json.load(f)["step"])
+
+
 def use_cpu() -> bool:
     """Train on the CPU when there is no GPU: under torchrun / accelerate launch this gives gloo DDP (MULTI_CPU)."""
     return not torch.cuda.is_available()
