@@ -113,9 +113,13 @@ def test_finetune_checkpoints_and_resumes(workdir):
     from apps.training.train import checkpoints, load_checkpoint_weights
 
     assert [os.path.basename(c) for c in checkpoints(str(out))] == ["step_0000002"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {os.stat(f).st_mode & 0o777 for f in (out / "checkpoints" / "step_0000002").iterdir()} == {0o666 & ~umask}
     verifier = VHSVerifier.from_pretrained(out / "verifier")
     final = {k: v.clone() for k, v in verifier.llm.state_dict().items()}
     assert load_checkpoint_weights(verifier, checkpoints(str(out))[0]) == 2
+    # the resumed step 3 trained: its rate follows this run's schedule, not the 2-step run's last rate (0)
     assert any(not torch.equal(final[k], v) for k, v in verifier.llm.state_dict().items())
     empty = workdir / "runs" / "not-a-checkpoint"
     empty.mkdir()

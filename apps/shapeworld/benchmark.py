@@ -57,8 +57,8 @@ PAPER_MULTIPLES = {550: 2.75, 1100: 5.5, 1650: 8.25}  # the paper's budgets over
 
 
 # ------------------------------------------------------------------ 5. the grid
-def grid() -> list[dict]:
-    """Every verifier configuration trained: 12 per kind."""
+def grid(size: str = "full") -> list[dict]:
+    """Every verifier configuration trained: 12 per kind ("full"), or the first of each kind ("one", a smoke run)."""
     out = [{"name": f"vhs_l{layer}_lr{lr:g}", "pipeline": "vhs", "layer": layer, "connector": "mlp2x_gelu", "lr": lr}
            for layer in LAYERS for lr in LEARNING_RATES]
     out += [{"name": f"clip_t{-select}_{conn.split('_')[0]}_lr{lr:g}", "pipeline": "mllm_clip", "select_layer": select,
@@ -66,7 +66,8 @@ def grid() -> list[dict]:
             for select in (-2, -1) for conn in ("mlp2x_gelu", "mlp3x_gelu") for lr in LEARNING_RATES]
     out += [{"name": f"ae_{conn.split('_')[0]}_lr{lr:g}", "pipeline": "mllm_ae", "connector": conn, "lr": lr}
             for conn in ("linear", "mlp2x_gelu", "mlp3x_gelu", "mlp4x_gelu") for lr in LEARNING_RATES]
-    return [{"loss": "weighted", **c} for c in out]
+    out = [{"loss": "weighted", **c} for c in out]
+    return out if size == "full" else [next(c for c in out if c["pipeline"] == p) for p in KINDS]
 
 
 def _align_key(config: dict) -> str:
@@ -136,6 +137,43 @@ def validate(run: str, data: CandidateDataset) -> dict:
                              "auroc": protocol.within_prompt_auroc(groups, "v")["overall"]}
     write_text_atomic(cache, json.dumps(result, indent=2))
     return result
+
+
+def _grid_job(job: tuple) -> tuple[str, str, dict]:
+    """One configuration in a worker process of one torch thread: train (resumable), then validate."""
+    config, train_dir, val_dir, llm, tower, work, steps = job
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(1)
+    run = train_config(config, CandidateDataset(train_dir), llm, tower, work, steps)
+    return config["name"], run, validate(run, CandidateDataset(val_dir))
+
+
+def run_grid(configs: list[dict], train_dir: str, val_dir: str, llm: str, tower: str, work: str, steps: dict,
+             workers: int) -> dict[str, tuple[str, dict]]:
+    """Train and validate every configuration: {name: (stage-2 folder, validation)}. With workers > 1, in that many
+    processes of one thread each (tiny models use one core poorly); the configurations that first need a shared
+    stage-1 alignment run before those that reuse it, so no two processes ever train the same alignment."""
+    first, rest, keys = [], [], set()
+    for config in configs:
+        (rest if _align_key(config) in keys else first).append(config)
+        keys.add(_align_key(config))
+    out = {}
+    for wave in (first, rest):
+        jobs = [(c, train_dir, val_dir, llm, tower, work, steps) for c in wave]
+        if workers <= 1:
+            results = map(_grid_job, jobs)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            results = pool.map(_grid_job, jobs)
+        for name, run, validation in results:
+            out[name] = (run, validation)
+            logger.info("%s: validation %s", name, {k: round(v["objective"], 3) for k, v in validation.items()})
+        if workers > 1:
+            pool.shutdown()
+    return out
 
 
 def chosen(run: str, step: str, dest: str) -> str:
@@ -213,6 +251,17 @@ def budgets(groups: list[protocol.Group], names: dict[str, str], flops: dict, co
     return out
 
 
+def at_least(low: int):
+    """An argument type: a whole number >= low (a seed set must hold the largest N the protocol reports)."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} (the largest Best-of-N measured), got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="models, datasets, verifier runs and results (resumable)")
@@ -221,9 +270,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-repeats", type=positive_int, default=8, help="seed sets per training prompt")
     parser.add_argument("--train-k", type=positive_int, default=16, help="candidates per training seed set")
     parser.add_argument("--val-repeats", type=positive_int, default=4)
-    parser.add_argument("--val-k", type=positive_int, default=32)
-    parser.add_argument("--test-repeats", type=positive_int, default=8)
-    parser.add_argument("--test-k", type=positive_int, default=64)
+    parser.add_argument("--val-k", type=at_least(max(VALIDATION_NS)), default=32, help="candidates per validation seed set")
+    parser.add_argument("--test-repeats", type=positive_int, default=8, help="seed sets per test prompt")
+    parser.add_argument("--test-k", type=at_least(max(TEST_NS)), default=64, help="candidates per test seed set")
     parser.add_argument("--align-steps", type=positive_int, default=150)
     parser.add_argument("--finetune-steps", type=positive_int, default=800)
     parser.add_argument("--batch", type=positive_int, default=16)
@@ -231,6 +280,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--audit-draws", type=positive_int, default=2000)
     parser.add_argument("--tower-steps", type=positive_int, default=1500, help="CLIP tower pretraining steps")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--grid", choices=("full", "one"), default="full",
+                        help="full: 12 configurations per verifier kind; one: the first of each (a smoke run)")
+    parser.add_argument("--workers", type=positive_int, default=2,
+                        help="processes (one thread each) that train the grid's configurations side by side")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -270,25 +323,25 @@ def main(argv: list[str] | None = None) -> dict:
                        os.path.join(work, "data_validation"), seed=2, generator_path=generator)
     # 5. the grid, chosen on validation
     steps = {"align": args.align_steps, "finetune": args.finetune_steps, "batch": args.batch}
-    runs, validation = {}, {}
-    for config in grid():
-        runs[config["name"]] = train_config(config, train_data, llm, tower, work, steps)
-        validation[config["name"]] = validate(runs[config["name"]], val_data)
-        logger.info("%s: validation %s (%.0f min)", config["name"], validation[config["name"]],
-                    (time.time() - t0) / 60)
+    configs = grid(args.grid)
+    done = run_grid(configs, train_data.folder, val_data.folder, llm, tower, work, steps, args.workers)
+    runs = {name: run for name, (run, _) in done.items()}
+    validation = {name: v for name, (_, v) in done.items()}
+    logger.info("grid trained and validated (%.0f min)", (time.time() - t0) / 60)
     choice = {}
     for pipe in KINDS:
-        candidates = [(v["objective"], name, step) for c in grid() if c["pipeline"] == pipe
+        candidates = [(v["objective"], name, step) for c in configs if c["pipeline"] == pipe
                       for name in [c["name"]] for step, v in validation[name].items()]
         objective, name, step = max(candidates)
-        choice[pipe] = {"config": next(c for c in grid() if c["name"] == name), "step": int(step),
+        choice[pipe] = {"config": next(c for c in configs if c["name"] == name), "step": int(step),
                         "validation_objective": objective}
     vhs_config = choice["vhs"]["config"]
     losses = {"weighted": validation[vhs_config["name"]]}
-    for loss in ("xe", "focal"):
-        run = train_config({**vhs_config, "loss": loss}, train_data, llm, tower, work, steps)
-        losses[loss] = validate(run, val_data)
-    paths = {pipe: chosen(runs[c["config"]["name"]], str(c["step"]), os.path.join(work, "chosen", pipe))
+    ablation = run_grid([{**vhs_config, "loss": loss} for loss in ("xe", "focal")], train_data.folder, val_data.folder,
+                        llm, tower, work, steps, args.workers)
+    losses.update({config_loss: v for config_loss, (_, v) in zip(("xe", "focal"), ablation.values())})
+    paths = {pipe: chosen(runs[c["config"]["name"]], str(c["step"]),
+                          os.path.join(work, "chosen", f"{c['config']['name']}_step{c['step']}"))
              for pipe, c in choice.items()}
     layer = vhs_config["layer"]
     logger.info("chosen on validation: %s (%.0f min)", {p: (c["config"]["name"], c["step"]) for p, c in choice.items()},
@@ -318,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "positive_rate": _positive_rate(train_data)},
                    "validation": {"prompts": len(splits.validation), "candidates": len(val_data.rows),
                                   "positive_rate": _positive_rate(val_data)}},
-        "grid": grid(), "validation": validation, "choice": choice, "loss_ablation": losses,
+        "grid": configs, "validation": validation, "choice": choice, "loss_ablation": losses,
         "tests": tests, "flops": flops, "costs": {p: c.to_dict() for p, c in costs.items()}, "best_of_1_ms": b1_ms,
         "budgets": budgets(test_groups, names, flops, costs, b1_ms, args.bootstrap),
         "machine": f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}",

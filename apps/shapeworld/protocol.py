@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
 from apps.training.evaluate import auroc, best_of_n
@@ -47,11 +48,24 @@ def by_tag(groups: Sequence[Group]) -> dict[str, list[Group]]:
     return out
 
 
+@lru_cache(maxsize=None)
+def _group_best_of(scores: tuple[float, ...], labels: tuple[bool, ...], n: int) -> tuple[float, float, float] | None:
+    """(verifier, random, oracle) Best-of-n of one seed set; cached, as a bootstrap asks for the same sets again."""
+    result = best_of_n([(scores, labels)], n)
+    return None if result is None else (result["verifier"], result["random"], result["oracle"])
+
+
 def accuracy(groups: Sequence[Group], n: int, verifier: str) -> dict[str, float]:
-    """GenEval-overall Best-of-n accuracy of the verifier's pick, a random pick (= Best-of-1) and the oracle."""
-    per = [best_of_n([(g.scores[verifier], g.labels) for g in gs], n) for gs in by_tag(groups).values()]
-    per = [p for p in per if p is not None]
-    return {k: sum(p[k] for p in per) / len(per) for k in ("verifier", "random", "oracle")}
+    """GenEval-overall Best-of-n accuracy of the verifier's pick, a random pick (= Best-of-1) and the oracle: the mean
+    over categories of the mean over their seed sets (those with at least n candidates)."""
+    per = []
+    for gs in by_tag(groups).values():
+        values = [v for v in (_group_best_of(g.scores[verifier], g.labels, n) for g in gs) if v is not None]
+        if values:
+            per.append([sum(column) / len(values) for column in zip(*values)])
+    if not per:
+        raise ValueError(f"no seed set holds {n} candidates")
+    return {k: sum(p[i] for p in per) / len(per) for i, k in enumerate(("verifier", "random", "oracle"))}
 
 
 def headroom(acc: Mapping[str, float]) -> float | None:

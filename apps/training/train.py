@@ -22,7 +22,7 @@ from torch import nn
 
 from models.errors import InputError
 from models.verifier import VHSVerifier
-from models.io import write_text_atomic
+from models.io import honour_umask, write_text_atomic
 
 from .data import CandidateDataset, position_stats
 
@@ -194,6 +194,10 @@ def train(verifier: VHSVerifier, dataset: CandidateDataset, cfg: TrainConfig) ->
     module, optimizer, loader, schedule, total = _prepare_run(accelerator, verifier, examples, cfg)
     # 4. resume, then the loop
     step, start_epoch, skip = _resume(accelerator, os.path.join(cfg.out, "checkpoints"))
+    if step:  # the next step's rate follows this run's schedule (a longer run than the checkpoint's has another one)
+        inner = getattr(schedule, "scheduler", schedule)
+        for group, base, rate in zip(optimizer.param_groups, inner.base_lrs, inner.lr_lambdas):
+            group["lr"] = base * rate(step)
     history = _loop(accelerator, module, optimizer, loader, schedule, cfg, weights, step, start_epoch, skip, total)
     # 5. the verifier in the official layout, and a summary
     summary = {"stage": cfg.stage, "steps": step + len(history), "train_candidates": len(train_ids),
@@ -347,6 +351,7 @@ def _save_checkpoint(accelerator, root: str, step: int, epoch: int, batches_in_e
     path = os.path.join(root, f"step_{step:07d}")
     accelerator.save_state(path)
     if accelerator.is_main_process:  # written last: a checkpoint without it is incomplete and ignored
+        honour_umask(path)  # safetensors writes 0600
         write_text_atomic(os.path.join(path, "trainer_state.json"),
                           json.dumps({"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch}))
     accelerator.wait_for_everyone()
