@@ -152,8 +152,8 @@ def test_bf16_batched_scores_rank_as_the_generate_path_and_as_fp32():
     model = SanaSprint.from_pretrained(embedded_model("sana"), dtype="fp32")
     bf16 = VHSVerifier.from_pretrained(embedded_model("hidden"), dtype="bf16")
     fp32 = VHSVerifier.from_pretrained(embedded_model("hidden"), dtype="fp32")
-    hidden = model.prefix("a photo of a triangle and a circle", list(range(16)), layer=bf16.spec.layer, height=64,
-                          width=64)
+    # a prompt whose 16 candidates the embedded verifier answers both ways (its two-object verdicts are mostly "no")
+    hidden = model.prefix("a photo of a red circle", list(range(16)), layer=bf16.spec.layer, height=64, width=64)
     features = bf16.features(None, hidden)
     batched = bf16.score_features(hidden.prompt, features).scores
     for other in (bf16.score_with_generate(hidden.prompt, features).scores,

@@ -32,6 +32,7 @@ def test_a_smoke_run_makes_every_part_of_the_report(run):
                     "## Validation"):
         assert heading in text
     assert set(result["choice"]) == {"vhs", "mllm_clip", "mllm_ae"}
+    assert set(result["loss_ablation"]) == {"weighted", "xe", "focal"}  # three runs, not one name for two
     test = result["tests"]["test"]
     assert test["k"] == 64 and test["candidates"] == 64 * test["prompts"]
     for pipe in ("vhs", "mllm_clip", "mllm_ae"):

@@ -98,7 +98,7 @@ def train_config(config: dict, data: CandidateDataset, llm: str, tower: str, wor
     if not os.path.isdir(os.path.join(align, "verifier")):
         train(_new_verifier(config, data, llm, tower), data,
               TrainConfig(stage="align", out=align, max_steps=steps["align"], lr=2e-3, **common))
-    out = os.path.join(work, "verifiers", config["name"] + ("" if config["loss"] == "weighted" else f"_{config['loss']}"))
+    out = os.path.join(work, "verifiers", config["name"])
     if not os.path.isdir(os.path.join(out, "verifier")):
         verifier = VHSVerifier.from_pretrained(os.path.join(align, "verifier"))
         train(verifier, data, TrainConfig(stage="finetune", out=out, max_steps=steps["finetune"], lr=config["lr"],
@@ -337,9 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "validation_objective": objective}
     vhs_config = choice["vhs"]["config"]
     losses = {"weighted": validation[vhs_config["name"]]}
-    ablation = run_grid([{**vhs_config, "loss": loss} for loss in ("xe", "focal")], train_data.folder, val_data.folder,
-                        llm, tower, work, steps, args.workers)
-    losses.update({config_loss: v for config_loss, (_, v) in zip(("xe", "focal"), ablation.values())})
+    ablation = run_grid([{**vhs_config, "loss": loss, "name": f"{vhs_config['name']}_{loss}"} for loss in ("xe", "focal")],
+                        train_data.folder, val_data.folder, llm, tower, work, steps, args.workers)
+    losses.update({loss: ablation[f"{vhs_config['name']}_{loss}"][1] for loss in ("xe", "focal")})
     paths = {pipe: chosen(runs[c["config"]["name"]], str(c["step"]),
                           os.path.join(work, "chosen", f"{c['config']['name']}_step{c['step']}"))
              for pipe, c in choice.items()}

@@ -154,9 +154,10 @@ def markdown(result: dict) -> str:
     lines = ["# ShapeWorld: Best-of-N with VHS vs pixel-space verifiers", "",
              "Made by one command, `python -m apps.shapeworld.benchmark --work out/shapeworld --ship embedded` "
              f"({result['minutes']:.0f} min on {result['machine']}). Prompts are split train / validation / test "
-             "within each GenEval category, plus a compositional test split of prompts no verifier was trained on "
-             "(a counted colour, a related pair of coloured shapes); every choice was made on validation, and the two "
-             "test splits were generated and scored once, at the end.", ""]
+             "within each GenEval category, plus a compositional test split (a counted colour, a related pair of coloured "
+             "shapes); the generator learned the train + validation prompts only, so both test splits are new to every "
+             "model. Every choice was made on validation, and the two test splits were generated and scored once, at "
+             "the end.", ""]
     lines += audit_lines(result["judge_audit"])
     lines += test_lines("test", tests["test"], "Test split")
     lines += budget_lines(result)

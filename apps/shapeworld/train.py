@@ -11,9 +11,11 @@
 3. Optionally (--decoder-steps), the AE's decoder alone is fine-tuned for crisp edges; its encoder, and so the latent
    space the DiT learned, stay as they are.
 
-The shipped embedded/sana_sprint_shapeworld: `--vae-steps 800 --steps 2000`, then `--init <it> --steps 2000`, then
-`--init <it> --steps 0 --decoder-steps 2500` (each run is recorded in its training.json; the first two ran before
-the AE's edge weighting existed, with a plain reconstruction loss, which the third run's decoder replaced).
+Every run trains on the train + validation prompts only (94): the test and compositional prompts are new to the
+generator, as to the verifiers. The shipped embedded/sana_sprint_shapeworld: `--vae-steps 800 --steps 2000`, then
+`--init <it> --steps 2000`, then `--init <it> --steps 0 --decoder-steps 2500` (each run is recorded in its
+training.json; the first two ran before the AE's edge weighting existed; the third, the decoder fine-tune, drew its
+pictures from all 126 GenEval-category prompts - scenes without text, as an AE sees them).
 Seeded: the same command gives the same weights on the same machine.
 """
 
@@ -34,7 +36,7 @@ from apps.cli import non_negative_int, positive_int
 from apps.fixtures import tiny_gemma_tokenizer
 from models.io import atomic_dir
 from models.sana_sprint import DEFAULT_GUIDANCE, DEFAULT_MAX_TIMESTEP, sana_instruction
-from .world import LATENT_CHANNELS, SIZE, all_prompts, compositional_prompts, render_from_noise
+from .world import LATENT_CHANNELS, SIZE, render_from_noise, split_prompts
 
 logger = logging.getLogger(__name__)
 LATENT = SIZE // 8
@@ -194,10 +196,6 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--steps", type=non_negative_int, default=4000, help="DiT + text encoder steps (0: none)")
     parser.add_argument("--decoder-steps", type=non_negative_int, default=0,
                         help="then fine-tune only the AE's decoder for crisp edges (the latent space and DiT are kept)")
-    parser.add_argument("--prompts", choices=("geneval", "world"), default="geneval",
-                        help="geneval: the 126 prompts of GenEval's six categories, so that the compositional test "
-                             "prompts are new to the generator too; world: the whole grammar (compositions weighted "
-                             "1:2 against GenEval's)")
     parser.add_argument("--batch", type=positive_int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -209,9 +207,10 @@ def main(argv: list[str] | None = None) -> str:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    # The generator learns every prompt of GenEval's categories (verifiers train on the training split only); with
-    # --prompts world also the compositions, GenEval's 126 prompts counted twice against their 324.
-    train_prompts = all_prompts() if args.prompts == "geneval" else all_prompts() * 2 + compositional_prompts()
+    # The generator learns the prompts verifiers may see (train + validation): the test and compositional prompts
+    # stay new to every model, as GenEval's are to the real SANA-Sprint.
+    splits = split_prompts()
+    train_prompts = splits.train + splits.validation
     t0 = time.time()
     previous = {}
     if args.init:
@@ -251,7 +250,7 @@ def main(argv: list[str] | None = None) -> str:
             json.dump(index, f, indent=2)
         with open(os.path.join(tmp, "training.json"), "w", encoding="utf-8") as f:
             run = {"vae_steps": 0 if args.init else args.vae_steps, "vae": args.vae, "decoder_steps": args.decoder_steps,
-                   "prompts": args.prompts, "steps": args.steps, "batch": args.batch,
+                   "prompts": "train+validation", "steps": args.steps, "batch": args.batch,
                    "seed": args.seed, "final_loss": float(np.mean(history[-100:])) if history else None, "minutes": (time.time() - t0) / 60,
                    "threads": torch.get_num_threads()}
             json.dump({"runs": previous.get("runs", [previous] if previous else []) + [run]}, f, indent=2)
