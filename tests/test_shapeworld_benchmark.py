@@ -65,6 +65,21 @@ def test_a_second_run_reuses_what_is_finished(run, caplog):
     assert again["tests"]["test"]["curves"]["vhs"][9] == result["tests"]["test"]["curves"]["vhs"][9]
 
 
+def test_a_cached_validation_is_reused_only_for_the_same_candidates(run):
+    """A run's validation.json says which candidates it scored; a cache of other data is never taken as this one."""
+    root, result = run
+    name = result["choice"]["vhs"]["config"]["name"]
+    folder = root / "work" / "verifiers" / name
+    data = benchmark.CandidateDataset(str(root / "work" / "data_validation"))
+    cache = json.loads((folder / "validation.json").read_text())
+    cache["result"] = {"1": {"objective": -1.0, "auroc": -1.0}}
+    (folder / "validation.json").write_text(json.dumps(cache))
+    assert benchmark.validate(str(folder), data) == cache["result"]  # same candidates: the cache is used
+    cache["scored"]["candidates"] = cache["scored"]["candidates"][1:]
+    (folder / "validation.json").write_text(json.dumps(cache))
+    assert benchmark.validate(str(folder), data) == result["validation"][name]  # other candidates: scored again
+
+
 def test_a_seed_set_smaller_than_the_largest_n_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(["--work", str(tmp_path / "w"), "--test-k", "16"])

@@ -124,9 +124,12 @@ def validation_objective(groups: list[protocol.Group], name: str) -> float:
 def validate(run: str, data: CandidateDataset) -> dict:
     """The validation objective at every checkpoint of a stage-2 run (cached in the run's folder)."""
     cache = os.path.join(run, "validation.json")
+    scored = {"data": os.path.abspath(data.folder), "candidates": sorted(r["id"] for r in data.rows)}
     if os.path.isfile(cache):
         with open(cache, encoding="utf-8") as f:
-            return json.load(f)
+            cached = json.load(f)
+        if cached.get("scored") == scored:  # the same candidates: reuse; anything else is scored again
+            return cached["result"]
     verifier = VHSVerifier.from_pretrained(os.path.join(run, "verifier"))
     labels = data.labels()
     result = {}
@@ -135,7 +138,7 @@ def validate(run: str, data: CandidateDataset) -> dict:
         groups = protocol.groups_from(data.rows, labels, {"v": score(verifier, data)})
         result[str(step)] = {"objective": validation_objective(groups, "v"),
                              "auroc": protocol.within_prompt_auroc(groups, "v")["overall"]}
-    write_text_atomic(cache, json.dumps(result, indent=2))
+    write_text_atomic(cache, json.dumps({"scored": scored, "result": result}))
     return result
 
 
