@@ -14,6 +14,7 @@ from apps.shapeworld import benchmark
 
 SMOKE = ["--grid", "one", "--workers", "1", "--train-repeats", "1", "--train-k", "4", "--val-repeats", "1",
          "--val-k", "16", "--test-repeats", "1", "--test-k", "64", "--align-steps", "2", "--finetune-steps", "4",
+         "--long-repeats", "1", "--long-steps", "8",
          "--batch", "4", "--bootstrap", "20", "--audit-draws", "20", "--tower-steps", "2"]
 
 
@@ -33,6 +34,16 @@ def test_a_smoke_run_makes_every_part_of_the_report(run):
         assert heading in text
     assert set(result["choice"]) == {"vhs", "mllm_clip", "mllm_ae"}
     assert set(result["loss_ablation"]) == {"weighted", "xe", "focal"}  # three runs, not one name for two
+    # every kind trained longer at its grid choice, and the final choice is the best of grid and long run
+    assert sorted(c["pipeline"] for c in result["long_runs"]) == sorted(["vhs", "mllm_clip", "mllm_ae"])
+    for c in result["long_runs"]:
+        assert c["name"] == result["grid_choice"][c["pipeline"]]["config"]["name"] + "_long"
+        assert sorted(map(int, result["validation"][c["name"]])) == list(range(1, 9))  # 8 checkpoints
+        final = result["choice"][c["pipeline"]]
+        names = [c["name"], result["grid_choice"][c["pipeline"]]["config"]["name"]]
+        assert final["validation_objective"] == max(v["objective"] for n in names
+                                                    for v in result["validation"][n].values())
+    assert "Longer training" in text
     test = result["tests"]["test"]
     assert test["k"] == 64 and test["candidates"] == 64 * test["prompts"]
     for pipe in ("vhs", "mllm_clip", "mllm_ae"):
@@ -63,6 +74,10 @@ def test_a_second_run_reuses_what_is_finished(run, caplog):
     again = benchmark.main(["--work", str(root / "work"), "--generator", embedded_model("sana")] + SMOKE)
     assert again["choice"] == result["choice"] and again["validation"] == result["validation"]
     assert again["tests"]["test"]["curves"]["vhs"][9] == result["tests"]["test"]["curves"]["vhs"][9]
+    # the report's step times are those recorded when each step was computed, not the re-run's own minutes
+    assert again["timings"]["computed_now"] == [] and again["timings"]["steps"] == result["timings"]["steps"]
+    assert set(result["timings"]["computed_now"]) >= {"judge audit", "verifier grid, loss ablation", "test splits"}
+    assert "reused the finished steps" in (root / "work" / "RESULTS.md").read_text()
 
 
 def test_a_cached_validation_is_reused_only_for_the_same_candidates(run):

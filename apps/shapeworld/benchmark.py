@@ -1,10 +1,11 @@
 """The ShapeWorld benchmark: Best-of-N with VHS against the pixel-space verifiers, in a miniature world with an exact
 judge and a clean protocol. One command regenerates everything (the shipped models and embedded/RESULTS.md):
 
-    python -m apps.shapeworld.benchmark --work out/shapeworld --ship embedded     # several hours on 2 CPU cores
+    python -m apps.shapeworld.benchmark --work out/shapeworld --ship embedded     # about 90 min on 2 CPU cores
 
 Steps, each resumable (a re-run skips what is finished in --work):
-1. Generator: the ShapeWorld SANA-Sprint, trained on the whole grammar (apps.shapeworld.train), unless --generator.
+1. Generator: the ShapeWorld SANA-Sprint, trained on the train + validation prompts (apps.shapeworld.train), unless
+   --generator.
 2. Judge audit: the judge's verdicts against the known truth of teacher scenes, crisp and through this generator's
    DC-AE (apps.shapeworld.audit).
 3. CLIP tower: pretrained on the whole grammar's scenes, crisp and round-tripped (apps.shapeworld.tower), then frozen.
@@ -12,8 +13,10 @@ Steps, each resumable (a re-run skips what is finished in --work):
    candidate block stored), labelled by the judge.
 5. Verifiers: each kind gets a grid of the same size (12 configurations), the same data, stages, steps and
    checkpoints: VHS (block x learning rate), MLLM w/ CLIP (tower layer x connector x learning rate), MLLM w/ AE
-   (connector x learning rate). Each kind's configuration and checkpoint are chosen on validation; the loss ablation
-   runs at VHS's choice.
+   (connector x learning rate). Each kind's configuration is chosen on validation; the loss ablation runs at VHS's
+   choice. Then each kind's chosen configuration trains again, longer and on more data (--long-repeats seed sets per
+   training prompt, --long-steps), the same for every kind; each kind's final checkpoint is chosen on validation
+   among its grid and long-run checkpoints.
 6. Test: the test and compositional splits, generated only now, scored once by the chosen verifiers.
 7. Report: results.json, RESULTS.md and plots in --work; --ship copies the models and the report.
 """
@@ -91,6 +94,18 @@ def _new_verifier(config: dict, data: CandidateDataset, llm: str, tower: str) ->
     return verifier
 
 
+def choose(configs: list[dict], validation: dict) -> dict:
+    """Each kind's best configuration and checkpoint by the validation objective, among `configs`."""
+    out = {}
+    for pipe in KINDS:
+        candidates = [(v["objective"], c["name"], step) for c in configs if c["pipeline"] == pipe
+                      for step, v in validation[c["name"]].items()]
+        objective, name, step = max(candidates)
+        out[pipe] = {"config": next(c for c in configs if c["name"] == name), "step": int(step),
+                     "validation_objective": objective}
+    return out
+
+
 def train_config(config: dict, data: CandidateDataset, llm: str, tower: str, work: str, steps: dict) -> str:
     """Stage 1 (shared) and stage 2 of one configuration, with checkpoints; returns the stage-2 folder."""
     align = os.path.join(work, "verifiers", "align_" + _align_key(config))
@@ -103,7 +118,8 @@ def train_config(config: dict, data: CandidateDataset, llm: str, tower: str, wor
         verifier = VHSVerifier.from_pretrained(os.path.join(align, "verifier"))
         train(verifier, data, TrainConfig(stage="finetune", out=out, max_steps=steps["finetune"], lr=config["lr"],
                                           warmup_steps=20, loss=config["loss"],
-                                          checkpoint_every=max(1, steps["finetune"] // 4), **common))
+                                          checkpoint_every=max(1, steps["finetune"] // steps.get("checkpoints", 4)),
+                                          **common))
     return out
 
 
@@ -140,6 +156,11 @@ def validate(run: str, data: CandidateDataset) -> dict:
                              "auroc": protocol.within_prompt_auroc(groups, "v")["overall"]}
     write_text_atomic(cache, json.dumps({"scored": scored, "result": result}))
     return result
+
+
+def _validated(work: str, name: str) -> bool:
+    """Whether the run `name` in `work` is trained and validated (a resumed benchmark skips it)."""
+    return os.path.isfile(os.path.join(work, "verifiers", name, "validation.json"))
 
 
 def _grid_job(job: tuple) -> tuple[str, str, dict]:
@@ -254,6 +275,42 @@ def budgets(groups: list[protocol.Group], names: dict[str, str], flops: dict, co
     return out
 
 
+class StepClock:
+    """How long each step took when it was computed, kept in --work/timings.json across resumed invocations (a re-run
+    that reuses finished steps must not pass its own few minutes off as the cost of the results)."""
+
+    def __init__(self, work: str):
+        self.file = os.path.join(work, "timings.json")
+        self.minutes: dict[str, float] = {}
+        if os.path.isfile(self.file):
+            with open(self.file, encoding="utf-8") as f:
+                self.minutes = json.load(f)
+        self.start = self.last = time.time()
+        self.computed: list[str] = []
+
+    def lap(self, step: str, computed: bool) -> None:
+        """End `step`; if it computed anything in this invocation, add its time to the step's record."""
+        now = time.time()
+        if computed:
+            self.minutes[step] = self.minutes.get(step, 0.0) + (now - self.last) / 60
+            self.computed.append(step)
+            write_text_atomic(self.file, json.dumps(self.minutes, indent=2))
+        self.last = now
+
+    def note_generator(self, folder: str) -> None:
+        """A generator trained elsewhere: its time is the sum its own training.json records for its runs."""
+        record = os.path.join(folder, "training.json")
+        if "generator" not in self.minutes and os.path.isfile(record):
+            with open(record, encoding="utf-8") as f:
+                runs = json.load(f).get("runs", [])
+            if runs and all(isinstance(r.get("minutes"), (int, float)) for r in runs):
+                self.minutes["generator"] = float(sum(r["minutes"] for r in runs))
+
+    def summary(self) -> dict:
+        return {"steps": dict(self.minutes), "computed_now": list(self.computed),
+                "this_invocation": (time.time() - self.start) / 60}
+
+
 def at_least(low: int):
     """An argument type: a whole number >= low (a seed set must hold the largest N the protocol reports)."""
     def parse(text: str) -> int:
@@ -278,6 +335,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-k", type=at_least(max(TEST_NS)), default=64, help="candidates per test seed set")
     parser.add_argument("--align-steps", type=positive_int, default=150)
     parser.add_argument("--finetune-steps", type=positive_int, default=800)
+    parser.add_argument("--long-repeats", type=positive_int, default=32,
+                        help="seed sets per training prompt for the longer training of each kind's chosen configuration")
+    parser.add_argument("--long-steps", type=positive_int, default=6400,
+                        help="fine-tuning steps of the longer training (8 checkpoints, each validated)")
     parser.add_argument("--batch", type=positive_int, default=16)
     parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap replicates")
     parser.add_argument("--audit-draws", type=positive_int, default=2000)
@@ -294,17 +355,21 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     work = args.work
     os.makedirs(work, exist_ok=True)
+    clock = StepClock(work)
     # 1. the generator
     generator = args.generator or os.path.join(work, "generator")
     if not os.path.isdir(generator):
         from .train import main as train_generator
 
         train_generator(["--out", generator])
+        clock.lap("generator", computed=True)
     model = SanaSprint.from_pretrained(generator, dtype="fp32", device="cpu")
+    clock.note_generator(generator)
     # 2. the judge audit
     audit_file = os.path.join(work, "judge_audit.json")
     if not os.path.isfile(audit_file):
         write_text_atomic(audit_file, json.dumps(judge_audit(model.pipe.vae, args.audit_draws), indent=2))
+        clock.lap("judge audit", computed=True)
     with open(audit_file, encoding="utf-8") as f:
         audit = json.load(f)
     logger.info("judge agreement: crisp %.4f, round trip %.4f", audit["crisp"]["agreement"],
@@ -315,40 +380,53 @@ def main(argv: list[str] | None = None) -> dict:
         from .tower import pretrain_clip_tower
 
         pretrain_clip_tower(tower, steps=args.tower_steps, batch=32, seed=0, vae=model.pipe.vae)
+        clock.lap("CLIP tower", computed=True)
     llm = os.path.join(work, "llm")
     if not os.path.isdir(llm):
         build_tiny_llm(llm, hidden=64, layers=2)
+    clock.lap("loading", computed=False)
     # 4. training and validation data
     splits = split_prompts()
+    labelled = [os.path.isfile(os.path.join(work, d, "labels.jsonl")) for d in ("data_train", "data_validation")]
     train_data = dataset(model, splits.train, args.train_repeats, args.train_k, LAYERS,
                          os.path.join(work, "data_train"), seed=1, generator_path=generator)
     val_data = dataset(model, splits.validation, args.val_repeats, args.val_k, LAYERS,
                        os.path.join(work, "data_validation"), seed=2, generator_path=generator)
+    clock.lap("training and validation data", computed=not all(labelled))
     # 5. the grid, chosen on validation
     steps = {"align": args.align_steps, "finetune": args.finetune_steps, "batch": args.batch}
     configs = grid(args.grid)
+    grid_done = all(_validated(work, c["name"]) for c in configs)
     done = run_grid(configs, train_data.folder, val_data.folder, llm, tower, work, steps, args.workers)
     runs = {name: run for name, (run, _) in done.items()}
     validation = {name: v for name, (_, v) in done.items()}
     logger.info("grid trained and validated (%.0f min)", (time.time() - t0) / 60)
-    choice = {}
-    for pipe in KINDS:
-        candidates = [(v["objective"], name, step) for c in configs if c["pipeline"] == pipe
-                      for name in [c["name"]] for step, v in validation[name].items()]
-        objective, name, step = max(candidates)
-        choice[pipe] = {"config": next(c for c in configs if c["name"] == name), "step": int(step),
-                        "validation_objective": objective}
-    vhs_config = choice["vhs"]["config"]
+    grid_choice = choose(configs, validation)
+    vhs_config = grid_choice["vhs"]["config"]
     losses = {"weighted": validation[vhs_config["name"]]}
     ablation = run_grid([{**vhs_config, "loss": loss, "name": f"{vhs_config['name']}_{loss}"} for loss in ("xe", "focal")],
                         train_data.folder, val_data.folder, llm, tower, work, steps, args.workers)
     losses.update({loss: ablation[f"{vhs_config['name']}_{loss}"][1] for loss in ("xe", "focal")})
+    layer = vhs_config["layer"]
+    clock.lap("verifier grid, loss ablation", computed=not grid_done)
+    # 5b. longer training on more data: every kind's chosen configuration again, with the same data and steps
+    long_data = dataset(model, splits.train, args.long_repeats, args.train_k, [layer],
+                        os.path.join(work, "data_train_long"), seed=11, generator_path=generator)
+    long_configs = [{**grid_choice[pipe]["config"], "name": grid_choice[pipe]["config"]["name"] + "_long"}
+                    for pipe in KINDS]
+    long_before = all(_validated(work, c["name"]) for c in long_configs)
+    long_done = run_grid(long_configs, long_data.folder, val_data.folder, llm, tower, work,
+                         {**steps, "finetune": args.long_steps, "checkpoints": 8}, args.workers)
+    runs.update({name: run for name, (run, _) in long_done.items()})
+    validation.update({name: v for name, (_, v) in long_done.items()})
+    choice = choose(configs + long_configs, validation)
     paths = {pipe: chosen(runs[c["config"]["name"]], str(c["step"]),
                           os.path.join(work, "chosen", f"{c['config']['name']}_step{c['step']}"))
              for pipe, c in choice.items()}
-    layer = vhs_config["layer"]
     logger.info("chosen on validation: %s (%.0f min)", {p: (c["config"]["name"], c["step"]) for p, c in choice.items()},
                 (time.time() - t0) / 60)
+    clock.lap("longer training", computed=not long_before)
+    tested = all(os.path.isfile(os.path.join(work, f"data_{s}", "labels.jsonl")) for s in ("test", "compositional"))
     # 6. the test and compositional splits, generated and scored once
     verifiers = {pipe: VHSVerifier.from_pretrained(path) for pipe, path in paths.items()}
     names = {pipe: pipe for pipe in verifiers}
@@ -368,17 +446,21 @@ def main(argv: list[str] | None = None) -> dict:
     costs = {pipe: measure_costs(model, v, prompt, layer if pipe == "vhs" else last, 64, 64, repeats=5)
              for pipe, v in verifiers.items()}
     b1_ms = best_of_1_ms(model, prompt, 64, 64, repeats=5)
+    clock.lap("test splits", computed=not tested)
     result = {
         "judge_audit": audit,
         "splits": {"train": {"prompts": len(splits.train), "candidates": len(train_data.rows),
                              "positive_rate": _positive_rate(train_data)},
                    "validation": {"prompts": len(splits.validation), "candidates": len(val_data.rows),
-                                  "positive_rate": _positive_rate(val_data)}},
-        "grid": configs, "validation": validation, "choice": choice, "loss_ablation": losses,
+                                  "positive_rate": _positive_rate(val_data)},
+                   "train_long": {"prompts": len(splits.train), "candidates": len(long_data.rows),
+                                  "positive_rate": _positive_rate(long_data), "steps": args.long_steps}},
+        "grid": configs, "long_runs": long_configs, "validation": validation, "grid_choice": grid_choice,
+        "choice": choice, "loss_ablation": losses,
         "tests": tests, "flops": flops, "costs": {p: c.to_dict() for p, c in costs.items()}, "best_of_1_ms": b1_ms,
         "budgets": budgets(test_groups, names, flops, costs, b1_ms, args.bootstrap),
         "machine": f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-        "minutes": (time.time() - t0) / 60, "settings": vars(args),
+        "timings": clock.summary(), "settings": vars(args),
     }
     write_report(result, work)
     if args.ship:

@@ -133,13 +133,30 @@ def validation_lines(result: dict) -> list[str]:
              "| chosen | configuration | checkpoint | validation objective |", "|---|---|---|---|"]
     for p, c in choice.items():
         lines.append(f"| {NAMES[p]} | {c['config']['name']} | step {c['step']} | {c['validation_objective']:.3f} |")
+    if result.get("long_runs"):
+        grid_choice, long = result["grid_choice"], result["splits"]["train_long"]
+        lines += ["", (f"Longer training: each kind's configuration chosen on the grid trained again from the same "
+                       f"stage-1 alignment, on {long['candidates']:,} candidates ({long['positive_rate']:.1%} right; new "
+                       f"seed sets of the same {long['prompts']} training prompts) for {long['steps']:,} steps, 8 "
+                       "checkpoints, the same for every kind. The final choice above is the best checkpoint of the grid "
+                       "and this run:"), "",
+                  "| verifier | grid: objective (AUROC) | longer training: objective (AUROC) at each checkpoint |",
+                  "|---|---|---|"]
+        for c in result["long_runs"]:
+            pipe = c["pipeline"]
+            g = val[grid_choice[pipe]["config"]["name"]][str(grid_choice[pipe]["step"])]
+            steps = sorted(val[c["name"]], key=int)
+            lines.append(f"| {NAMES[pipe]} | {g['objective']:.3f} ({g['auroc']:.3f}) | " + ", ".join(
+                f"{int(k):,}: {val[c['name']][k]['objective']:.3f} ({val[c['name']][k]['auroc']:.3f})" for k in steps)
+                + " |")
     lines += ["", "Block ablation (VHS, weighted XE; the best learning rate and checkpoint per block):", "",
               "| block l* | objective | within-prompt AUROC |", "|---|---|---|"]
     for layer in sorted({c["layer"] for c in result["grid"] if c["pipeline"] == "vhs"}):
         runs = [best[c["name"]] for c in result["grid"] if c.get("layer") == layer]
         top = max(runs, key=lambda x: x["objective"])
         lines.append(f"| {layer} | {top['objective']:.3f} | {top['auroc']:.3f} |")
-    lines += ["", f"Loss ablation (VHS at {choice['vhs']['config']['name']}, best checkpoint):", "",
+    vhs_grid = result.get("grid_choice", choice)["vhs"]["config"]["name"]
+    lines += ["", f"Loss ablation (VHS at {vhs_grid}, best checkpoint):", "",
               "| loss | objective | within-prompt AUROC |", "|---|---|---|"]
     for loss, runs in result["loss_ablation"].items():
         top = max(runs.values(), key=lambda x: x["objective"])
@@ -149,11 +166,27 @@ def validation_lines(result: dict) -> list[str]:
     return lines + [""]
 
 
+STEPS = ("generator", "judge audit", "CLIP tower", "training and validation data", "verifier grid, loss ablation",
+         "longer training", "test splits")
+
+
+def timing_sentence(timings: dict | None) -> str:
+    """What the results cost, step by step as recorded when each was computed; never a resumed run's own minutes."""
+    if not timings:
+        return ""
+    steps = timings["steps"]
+    parts = [f"{step}: {steps[step]:.0f} min" if step in steps else f"{step}: not timed" for step in STEPS]
+    reused = [step for step in STEPS if step not in timings["computed_now"]]
+    return (f"Minutes each step took when it was computed: {'; '.join(parts)} (a step computed before timings were kept "
+            f"is 'not timed'). The last invocation took {timings['this_invocation']:.0f} min"
+            + (f" and reused the finished steps ({'; '.join(reused)})." if reused else "."))
+
+
 def markdown(result: dict) -> str:
     tests = result["tests"]
     lines = ["# ShapeWorld: Best-of-N with VHS vs pixel-space verifiers", "",
-             "Made by one command, `python -m apps.shapeworld.benchmark --work out/shapeworld --ship embedded` "
-             f"({result['minutes']:.0f} min on {result['machine']}). Prompts are split train / validation / test "
+             "Made by one command, `python -m apps.shapeworld.benchmark --work out/shapeworld --ship embedded`, "
+             f"on {result['machine']}. {timing_sentence(result.get('timings'))} Prompts are split train / validation / test "
              "within each GenEval category, plus a compositional test split (a counted colour, a related pair of coloured "
              "shapes); the generator learned the train + validation prompts only, so both test splits are new to every "
              "model. Every choice was made on validation, and the two test splits were generated and scored once, at "
