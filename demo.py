@@ -3,7 +3,9 @@
 With no model paths it runs on the embedded default, the trained ShapeWorld miniature in embedded/ (64 px
 coloured shapes; an exact judge says which candidates are right), so it works on a fresh CPU-only machine; pass
 --sana / --verifier to use real SANA-Sprint and VHS folders. Writes the winner, a contact sheet of every
-candidate with its score (and the judge's verdict on ShapeWorld), and a JSON summary.
+candidate with its score (and the judge's verdict on ShapeWorld), and a JSON summary. On ShapeWorld it then repeats
+Best-of-N on --check more seed sets of the same prompt and says how often the winner was right against a random pick
+(one draw is an anecdote; the rate is what Best-of-N promises).
 """
 
 from __future__ import annotations
@@ -41,6 +43,27 @@ def shapeworld_verdicts(prompt: str, images: torch.Tensor) -> list[bool] | None:
     return [judge(to_uint8(img), meta) for img in images]
 
 
+def seed_set_check(model: SanaSprint, verifier: VHSVerifier, emb, prompt: str, first_seed: int, n: int, sets: int,
+                   layer: int, size: int) -> dict | None:
+    """Best-of-n on `sets` further seed sets (seeds after the demo's own): how often the VHS winner is right, the
+    random pick's rate (the share of right candidates) and how often any candidate is right (the oracle)."""
+    from apps.shapeworld import find_prompt
+
+    if sets < 1 or find_prompt(prompt) is None:
+        return None
+    winner_right = any_right = right = 0
+    for r in range(1, sets + 1):
+        hidden = model.prefix(emb, candidate_seeds(first_seed + r * n, n), layer=layer, height=size, width=size)
+        scores = verifier.score(model, hidden, mode="reference")
+        _, indices, _ = select_top_k(hidden, scores, k=1)
+        verdicts = shapeworld_verdicts(prompt, model.decode(model.suffix(hidden)))
+        winner_right += verdicts[indices[0]]
+        any_right += any(verdicts)
+        right += sum(verdicts)
+    return {"seed_sets": sets, "n": n, "first_seed": first_seed + n, "winner_right": winner_right,
+            "winner_rate": winner_right / sets, "random_pick_rate": right / (sets * n), "oracle_rate": any_right / sets}
+
+
 def to_pil(image: torch.Tensor):
     from PIL import Image
 
@@ -63,11 +86,16 @@ def main(argv: list[str] | None = None) -> dict:
                         help="fp8_e4m3fn / fp8_e5m2: keep linear weights in 8 bits, upcast per layer")
     parser.add_argument("--offload-text-encoder", action="store_true",
                         help="keep Gemma-2 on the CPU except while it encodes the prompt")
+    parser.add_argument("--check", type=int, default=16,
+                        help="ShapeWorld only: further seed sets of the same prompt to measure how often the winner "
+                             "is right (0: none)")
     parser.add_argument("--out", default=os.path.join(ROOT, "out", "demo"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
 
+    if args.check < 0:
+        parser.error(f"--check must be 0 or more seed sets, got {args.check}")
     if bool(args.sana) != bool(args.verifier):
         parser.error("give both --sana and --verifier (a verifier reads one model's hidden states), or neither for "
                      "the embedded demo")
@@ -112,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
                "verify_all_candidates": 1e3 * (t3 - t2), "finish_and_decode_winner": 1e3 * (t4 - t3),
                "total": 1e3 * (t4 - t0)},
     }
+    summary["check"] = seed_set_check(model, verifier, emb, args.prompt, args.seed, args.n, args.check, layer,
+                                      size) if embedded else None
     with open(os.path.join(args.out, "result.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     logger.info("Best-of-%d for %r: winner #%d (seed %d, score %+.4f) in %.0f ms", args.n, args.prompt, indices[0],
@@ -119,6 +149,13 @@ def main(argv: list[str] | None = None) -> dict:
     if verdicts is not None:
         logger.info("judge: %d of %d candidates are right; the winner is %s", sum(verdicts), len(verdicts),
                     "right" if verdicts[indices[0]] else "wrong")
+    check = summary["check"]
+    if check:
+        logger.info("over %d more seed sets of this prompt (seeds %d..%d): the VHS winner was right %d times (%.0f%%); "
+                    "a random pick is right %.0f%% of the time, and %.0f%% of the sets hold a right candidate",
+                    check["seed_sets"], check["first_seed"], check["first_seed"] + check["seed_sets"] * args.n - 1,
+                    check["winner_right"], 100 * check["winner_rate"], 100 * check["random_pick_rate"],
+                    100 * check["oracle_rate"])
     logger.info("wrote %s/{winner.png,candidates.png,result.json}", args.out)
     return summary
 

@@ -52,12 +52,17 @@ def test_the_judge_reads_the_shipped_generators_round_trip_exactly():
 def test_demo_runs_on_the_embedded_default(tmp_path):
     import demo
 
-    summary = demo.main(["--n", "4", "--out", str(tmp_path)])
+    summary = demo.main(["--n", "4", "--check", "6", "--out", str(tmp_path)])
     assert (tmp_path / "winner.png").exists() and (tmp_path / "candidates.png").exists()
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["size"] == 64 and len(saved["judge"]) == 4 and summary["winner_correct"] in (True, False)
-    low = demo.main(["--n", "4", "--out", str(tmp_path / "fp8"), "--weight-storage", "fp8_e4m3fn",
+    # the seed-set check: its own seeds after the demo's, and rates that agree with each other
+    check = saved["check"]
+    assert check["seed_sets"] == 6 and check["first_seed"] == 4 and check["winner_rate"] == check["winner_right"] / 6
+    assert 0 <= check["random_pick_rate"] <= check["oracle_rate"] <= 1 and check["winner_rate"] <= check["oracle_rate"]
+    low = demo.main(["--n", "4", "--check", "0", "--out", str(tmp_path / "fp8"), "--weight-storage", "fp8_e4m3fn",
                      "--offload-text-encoder"])
+    assert low["check"] is None
     assert len(low["scores"]) == 4 and low["seeds"] == summary["seeds"]
 
 
@@ -69,6 +74,9 @@ def test_demo_bad_input_is_one_clear_line(tmp_path):
     out = subprocess.run([sys.executable, demo_py, "--n", "0", "--out", str(tmp_path)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 2 and "number of candidates must be between 1 and" in out.stderr
+    negative = subprocess.run([sys.executable, demo_py, "--check", "-1", "--out", str(tmp_path)], capture_output=True,
+                              text=True, timeout=300)
+    assert negative.returncode == 2 and "--check must be 0 or more seed sets" in negative.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "result.json").exists()
     half = subprocess.run([sys.executable, demo_py, "--sana", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert half.returncode == 2 and "give both --sana and --verifier" in half.stderr
