@@ -100,3 +100,17 @@ def test_a_seed_set_smaller_than_the_largest_n_is_refused(tmp_path, capsys):
         benchmark.main(["--work", str(tmp_path / "w"), "--test-k", "16"])
     assert "must be at least 64" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_a_run_folder_made_with_other_settings_is_refused_not_reused(run):
+    """Asking for longer training in the same --work must not pass the finished shorter runs off as the longer ones."""
+    from models.errors import InputError
+
+    root, result = run
+    longer = [a if a != "8" or SMOKE[i - 1] != "--long-steps" else "12" for i, a in enumerate(SMOKE)]
+    assert longer != SMOKE
+    with pytest.raises(InputError, match="max_steps: this folder has 8, you asked 12"):
+        benchmark.main(["--work", str(root / "work"), "--generator", embedded_model("sana")] + longer)
+    name = result["long_runs"][0]["name"]
+    recorded = json.loads((root / "work" / "verifiers" / name / "run.json").read_text())
+    assert recorded["settings"]["max_steps"] == 8 and recorded["settings"]["data"] == "data_train_long"

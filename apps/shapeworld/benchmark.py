@@ -29,12 +29,13 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import torch
 
 from apps.cli import positive_int
 from apps.fixtures import build_tiny_llm
+from apps.runs import check_or_record
 from apps.training.data import CandidateDataset, generate_dataset
 from apps.training.judges import apply_captioner, apply_judge, prompt_captioner
 from apps.training.train import TrainConfig, checkpoints, load_checkpoint_weights, stored_candidate_features, train
@@ -107,20 +108,30 @@ def choose(configs: list[dict], validation: dict) -> dict:
 
 
 def train_config(config: dict, data: CandidateDataset, llm: str, tower: str, work: str, steps: dict) -> str:
-    """Stage 1 (shared) and stage 2 of one configuration, with checkpoints; returns the stage-2 folder."""
+    """Stage 1 (shared) and stage 2 of one configuration, with checkpoints; returns the stage-2 folder. A folder made
+    with other settings (steps, learning rate, data...) is refused, never reused as if it were this run."""
     align = os.path.join(work, "verifiers", "align_" + _align_key(config))
     common = dict(batch_size=steps["batch"], holdout=0.0, seed=0)
+    align_cfg = TrainConfig(stage="align", out=align, max_steps=steps["align"], lr=2e-3, **common)
+    _check_run(align_cfg, {k: v for k, v in config.items() if k not in ("name", "lr", "loss")}, None)
     if not os.path.isdir(os.path.join(align, "verifier")):
-        train(_new_verifier(config, data, llm, tower), data,
-              TrainConfig(stage="align", out=align, max_steps=steps["align"], lr=2e-3, **common))
+        train(_new_verifier(config, data, llm, tower), data, align_cfg)
     out = os.path.join(work, "verifiers", config["name"])
+    cfg = TrainConfig(stage="finetune", out=out, max_steps=steps["finetune"], lr=config["lr"], warmup_steps=20,
+                      loss=config["loss"], checkpoint_every=max(1, steps["finetune"] // steps.get("checkpoints", 4)),
+                      **common)
+    _check_run(cfg, {k: v for k, v in config.items() if k != "name"}, data)
     if not os.path.isdir(os.path.join(out, "verifier")):
-        verifier = VHSVerifier.from_pretrained(os.path.join(align, "verifier"))
-        train(verifier, data, TrainConfig(stage="finetune", out=out, max_steps=steps["finetune"], lr=config["lr"],
-                                          warmup_steps=20, loss=config["loss"],
-                                          checkpoint_every=max(1, steps["finetune"] // steps.get("checkpoints", 4)),
-                                          **common))
+        train(VHSVerifier.from_pretrained(os.path.join(align, "verifier")), data, cfg)
     return out
+
+
+def _check_run(cfg: TrainConfig, config: dict, data: CandidateDataset | None) -> None:
+    """Record what a run folder is asked to hold (run.json), or refuse if it was made with anything else."""
+    settings = {**{k: v for k, v in asdict(cfg).items() if k != "out"}, "configuration": config}
+    if data is not None:
+        settings["data"] = os.path.basename(os.path.normpath(data.folder))
+    check_or_record(cfg.out, "run.json", settings, [])
 
 
 def score(verifier: VHSVerifier, data: CandidateDataset) -> dict[str, float]:
