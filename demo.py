@@ -24,6 +24,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from models import SanaSprint, VHSError, VHSVerifier, candidate_seeds, select_top_k  # noqa: E402
+from apps.cli import non_negative_int  # noqa: E402
 from apps.sheets import best_of_n_sheet  # noqa: E402
 from models.embedded import demo_settings, embedded_model  # noqa: E402
 from models.io import to_uint8  # noqa: E402
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="fp8_e4m3fn / fp8_e5m2: keep linear weights in 8 bits, upcast per layer")
     parser.add_argument("--offload-text-encoder", action="store_true",
                         help="keep Gemma-2 on the CPU except while it encodes the prompt")
-    parser.add_argument("--check", type=int, default=16,
+    parser.add_argument("--check", type=non_negative_int, default=16,
                         help="ShapeWorld only: further seed sets of the same prompt to measure how often the winner "
                              "is right (0: none)")
     parser.add_argument("--out", default=os.path.join(ROOT, "out", "demo"))
@@ -94,8 +95,6 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
 
-    if args.check < 0:
-        parser.error(f"--check must be 0 or more seed sets, got {args.check}")
     if bool(args.sana) != bool(args.verifier):
         parser.error("give both --sana and --verifier (a verifier reads one model's hidden states), or neither for "
                      "the embedded demo")

@@ -28,6 +28,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def at_least(low: int, why: str = ""):
+    """An argument type: a whole number >= low; `why` says in the error what the bound is."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}{f' ({why})' if why else ''}, got {value}")
+        return value
+
+    return parse
+
+
 def image_side(text: str) -> int:
     """An image side in pixels: a positive multiple of 32 (SANA-Sprint's rule), at most 8192."""
     value = positive_int(text)

@@ -76,7 +76,7 @@ def test_demo_bad_input_is_one_clear_line(tmp_path):
     assert out.returncode == 2 and "number of candidates must be between 1 and" in out.stderr
     negative = subprocess.run([sys.executable, demo_py, "--check", "-1", "--out", str(tmp_path)], capture_output=True,
                               text=True, timeout=300)
-    assert negative.returncode == 2 and "--check must be 0 or more seed sets" in negative.stderr
+    assert negative.returncode == 2 and "argument --check: must be 0 or more, got -1" in negative.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "result.json").exists()
     half = subprocess.run([sys.executable, demo_py, "--sana", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert half.returncode == 2 and "give both --sana and --verifier" in half.stderr

@@ -33,7 +33,7 @@ from dataclasses import asdict, replace
 
 import torch
 
-from apps.cli import positive_int
+from apps.cli import at_least, positive_int
 from apps.fixtures import build_tiny_llm
 from apps.runs import check_or_record
 from apps.training.data import CandidateDataset, generate_dataset
@@ -57,6 +57,7 @@ VALIDATION_NS = (4, 9, 16)  # the validation objective: mean GenEval-overall Bes
 TEST_NS = (1, 2, 4, 9, 15, 16, 32, 64)
 KINDS = {"vhs": "hidden", "mllm_clip": "clip", "mllm_ae": "latent"}
 SHIP = {"vhs": "vhs_hidden_shapeworld", "mllm_clip": "vhs_clip_shapeworld", "mllm_ae": "vhs_ae_shapeworld"}
+LARGEST_N = "the largest Best-of-N measured: a seed set must hold it"
 PAPER_MULTIPLES = {550: 2.75, 1100: 5.5, 1650: 8.25}  # the paper's budgets over its ~200 ms Best-of-1
 
 
@@ -196,18 +197,16 @@ def run_grid(configs: list[dict], train_dir: str, val_dir: str, llm: str, tower:
     for wave in (first, rest):
         jobs = [(c, train_dir, val_dir, llm, tower, work, steps) for c in wave]
         if workers <= 1:
-            results = map(_grid_job, jobs)
+            results = list(map(_grid_job, jobs))
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            results = pool.map(_grid_job, jobs)
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = list(pool.map(_grid_job, jobs))
         for name, run, validation in results:
             out[name] = (run, validation)
             logger.info("%s: validation %s", name, {k: round(v["objective"], 3) for k, v in validation.items()})
-        if workers > 1:
-            pool.shutdown()
     return out
 
 
@@ -286,6 +285,10 @@ def budgets(groups: list[protocol.Group], names: dict[str, str], flops: dict, co
     return out
 
 
+STEPS = ("generator", "judge audit", "CLIP tower", "training and validation data", "verifier grid, loss ablation",
+         "longer training", "test splits")  # what the report's time line names, in this order
+
+
 class StepClock:
     """How long each step took when it was computed, kept in --work/timings.json across resumed invocations (a re-run
     that reuses finished steps must not pass its own few minutes off as the cost of the results)."""
@@ -299,8 +302,10 @@ class StepClock:
         self.start = self.last = time.time()
         self.computed: list[str] = []
 
-    def lap(self, step: str, computed: bool) -> None:
-        """End `step`; if it computed anything in this invocation, add its time to the step's record."""
+    def lap(self, step: str | None, computed: bool = False) -> None:
+        """End `step` (one of STEPS; None: time not counted); if it computed anything in this invocation, add its time
+        to the step's record."""
+        assert step is None or step in STEPS, step
         now = time.time()
         if computed:
             self.minutes[step] = self.minutes.get(step, 0.0) + (now - self.last) / 60
@@ -318,19 +323,8 @@ class StepClock:
                 self.minutes["generator"] = float(sum(r["minutes"] for r in runs))
 
     def summary(self) -> dict:
-        return {"steps": dict(self.minutes), "computed_now": list(self.computed),
+        return {"order": list(STEPS), "steps": dict(self.minutes), "computed_now": list(self.computed),
                 "this_invocation": (time.time() - self.start) / 60}
-
-
-def at_least(low: int):
-    """An argument type: a whole number >= low (a seed set must hold the largest N the protocol reports)."""
-    def parse(text: str) -> int:
-        value = positive_int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low} (the largest Best-of-N measured), got {value}")
-        return value
-
-    return parse
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -341,9 +335,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-repeats", type=positive_int, default=8, help="seed sets per training prompt")
     parser.add_argument("--train-k", type=positive_int, default=16, help="candidates per training seed set")
     parser.add_argument("--val-repeats", type=positive_int, default=4)
-    parser.add_argument("--val-k", type=at_least(max(VALIDATION_NS)), default=32, help="candidates per validation seed set")
+    parser.add_argument("--val-k", type=at_least(max(VALIDATION_NS), LARGEST_N), default=32, help="candidates per validation seed set")
     parser.add_argument("--test-repeats", type=positive_int, default=8, help="seed sets per test prompt")
-    parser.add_argument("--test-k", type=at_least(max(TEST_NS)), default=64, help="candidates per test seed set")
+    parser.add_argument("--test-k", type=at_least(max(TEST_NS), LARGEST_N), default=64, help="candidates per test seed set")
     parser.add_argument("--align-steps", type=positive_int, default=150)
     parser.add_argument("--finetune-steps", type=positive_int, default=800)
     parser.add_argument("--long-repeats", type=positive_int, default=32,
@@ -395,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
     llm = os.path.join(work, "llm")
     if not os.path.isdir(llm):
         build_tiny_llm(llm, hidden=64, layers=2)
-    clock.lap("loading", computed=False)
+    clock.lap(None)  # loading the LLM folder
     # 4. training and validation data
     splits = split_prompts()
     labelled = [os.path.isfile(os.path.join(work, d, "labels.jsonl")) for d in ("data_train", "data_validation")]

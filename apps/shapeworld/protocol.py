@@ -48,7 +48,7 @@ def by_tag(groups: Sequence[Group]) -> dict[str, list[Group]]:
     return out
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=1 << 16)  # a whole bootstrap of one verifier at one N fits many times over
 def _group_best_of(scores: tuple[float, ...], labels: tuple[bool, ...], n: int) -> tuple[float, float, float] | None:
     """(verifier, random, oracle) Best-of-n of one seed set; cached, as a bootstrap asks for the same sets again."""
     result = best_of_n([(scores, labels)], n)

@@ -166,17 +166,13 @@ def validation_lines(result: dict) -> list[str]:
     return lines + [""]
 
 
-STEPS = ("generator", "judge audit", "CLIP tower", "training and validation data", "verifier grid, loss ablation",
-         "longer training", "test splits")
-
-
 def timing_sentence(timings: dict | None) -> str:
     """What the results cost, step by step as recorded when each was computed; never a resumed run's own minutes."""
     if not timings:
         return ""
-    steps = timings["steps"]
-    parts = [f"{step}: {steps[step]:.0f} min" if step in steps else f"{step}: not timed" for step in STEPS]
-    reused = [step for step in STEPS if step not in timings["computed_now"]]
+    steps, order = timings["steps"], timings["order"]
+    parts = [f"{step}: {steps[step]:.0f} min" if step in steps else f"{step}: not timed" for step in order]
+    reused = [step for step in order if step not in timings["computed_now"]]
     return (f"Minutes each step took when it was computed: {'; '.join(parts)} (a step computed before timings were kept "
             f"is 'not timed'). The last invocation took {timings['this_invocation']:.0f} min"
             + (f" and reused the finished steps ({'; '.join(reused)})." if reused else "."))
